@@ -1,0 +1,7 @@
+"""Backends: where a target's requests go. Optional ones (litellm) import lazily."""
+
+from relaykit.backends.base import Backend
+from relaykit.backends.function import FunctionBackend
+from relaykit.backends.openai_compatible import OpenAICompatible
+
+__all__ = ["Backend", "FunctionBackend", "OpenAICompatible"]

@@ -1,0 +1,30 @@
+"""The Backend protocol: what a target must do to answer requests."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from relaykit.pipeline import CallContext
+from relaykit.stream import ChatStream
+from relaykit.types import ChatCompletion, ChatRequest
+
+__all__ = ["Backend"]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Anything with a ``name``, an optional ``model`` and these three coroutines is a backend.
+
+    ``astream`` returns only after the first chunk arrived (the commit point) and raises a
+    ``RelayError`` for any failure before it. ``model`` is what goes upstream; when it is None
+    the request's own ``model`` is sent.
+    """
+
+    name: str
+    model: str | None
+
+    async def acomplete(self, request: ChatRequest, ctx: CallContext) -> ChatCompletion: ...
+
+    async def astream(self, request: ChatRequest, ctx: CallContext) -> ChatStream: ...
+
+    async def aclose(self) -> None: ...

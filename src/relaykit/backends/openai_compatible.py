@@ -1,0 +1,275 @@
+"""The native backend: any OpenAI-compatible chat-completions API over aiohttp, JSON and SSE."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from pydantic import SecretStr, ValidationError
+
+from relaykit.classify import error_from_http, parse_error_body
+from relaykit.errors import (
+    BadResponseError,
+    InvalidRequestError,
+    ProviderConnectionError,
+    ProviderTimeout,
+    RelayError,
+)
+from relaykit.pipeline import CallContext
+from relaykit.sse import SSEDecoder, SSEEvent
+from relaykit.stream import ChatStream
+from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest
+
+__all__ = ["OpenAICompatible"]
+
+
+class OpenAICompatible:
+    """A backend for any server that speaks OpenAI's ``POST /chat/completions``.
+
+    One aiohttp session (one connection pool) per event loop, opened on first use and closed
+    by ``Relay.aclose()``. ``timeout`` (seconds) bounds a whole non-streamed answer, the wait for
+    a stream's first chunk, and any silence between two chunks; a call's deadline shortens it.
+    The API key is kept as a secret: it never appears in a repr, a log line or an error.
+
+    >>> backend = OpenAICompatible("http://127.0.0.1:8000/v1", api_key="sk-...", model="gpt-4o")
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | SecretStr | None = None,
+        *,
+        model: str | None = None,
+        name: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        auth_header: str = "Authorization",
+        auth_scheme: str | None = "Bearer",
+        max_connections: int = 100,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                f"base_url must be an http(s) URL such as 'https://api.openai.com/v1', "
+                f"got {base_url!r}"
+            )
+        if timeout <= 0 or connect_timeout <= 0:
+            raise ValueError("timeout and connect_timeout must be positive numbers of seconds")
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.name = name or parts.netloc
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.max_connections = max_connections
+        self.extra_body = dict(extra_body or {})
+        self._api_key = api_key if isinstance(api_key, SecretStr | None) else SecretStr(api_key)
+        self._url = f"{self.base_url}/chat/completions"
+        base_headers = {"Content-Type": "application/json", **(headers or {})}
+        key = self._api_key.get_secret_value() if self._api_key else ""
+        if key:
+            base_headers[auth_header] = f"{auth_scheme} {key}" if auth_scheme else key
+        self._json_headers = {**base_headers, "Accept": "application/json"}
+        self._sse_headers = {**base_headers, "Accept": "text/event-stream"}
+        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+
+    def __repr__(self) -> str:
+        key = "'**********'" if self._api_key else "None"
+        return (
+            f"OpenAICompatible(base_url={self.base_url!r}, api_key={key}, "
+            f"model={self.model!r}, name={self.name!r})"
+        )
+
+    # --- the two calls -------------------------------------------------------------------------
+
+    async def acomplete(self, request: ChatRequest, ctx: CallContext) -> ChatCompletion:
+        payload = self._payload(request, stream=False)
+        timeout = self._budget(ctx)
+        try:
+            async with self._session().post(
+                self._url,
+                data=payload,
+                headers=self._headers(ctx, self._json_headers),
+                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=self.connect_timeout),
+            ) as response:
+                raw = await response.read()
+                if response.status >= 400:
+                    raise self._http_error(response.status, raw, response.headers)
+        except RelayError:
+            raise
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._transport_error(exc, timeout) from exc
+        try:
+            return ChatCompletion.model_validate_json(raw)
+        except ValidationError as exc:
+            raise self._bad_body(raw, exc) from None
+
+    async def astream(self, request: ChatRequest, ctx: CallContext) -> ChatStream:
+        payload = self._payload(request, stream=True)
+        timeout = self._budget(ctx)
+        session = self._session()
+        try:
+            # The first chunk must arrive within the budget; later silences are bounded by
+            # sock_read, and the stream's total length by whoever owns it.
+            async with asyncio.timeout(timeout):
+                response = await session.post(
+                    self._url,
+                    data=payload,
+                    headers=self._headers(ctx, self._sse_headers),
+                    timeout=aiohttp.ClientTimeout(
+                        total=None, sock_connect=self.connect_timeout, sock_read=self.timeout
+                    ),
+                )
+                if response.status >= 400:
+                    try:
+                        raw = await response.read()
+                    finally:
+                        response.release()
+                    raise self._http_error(response.status, raw, response.headers)
+                chunks = self._chunks(response)
+                first = await anext(chunks, None)
+        except RelayError:
+            raise
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._transport_error(exc, timeout) from exc
+        if first is None:
+            raise BadResponseError(
+                "ended its stream before sending any chunk. Check that the server supports "
+                "stream=true",
+                target=self.name,
+            )
+        return ChatStream(first, chunks, target=self.name)
+
+    async def _chunks(self, response: aiohttp.ClientResponse) -> AsyncIterator[ChatCompletionChunk]:
+        decoder = SSEDecoder()
+        finished = False
+        try:
+            async for data in response.content.iter_any():
+                for event in decoder.feed(data):
+                    if event.data == "[DONE]":
+                        return
+                    chunk = self._chunk(event)
+                    finished = finished or any(c.finish_reason for c in chunk.choices)
+                    yield chunk
+            for event in decoder.flush():
+                if event.data == "[DONE]":
+                    return
+                yield self._chunk(event)
+            if not finished:
+                raise ProviderConnectionError(
+                    "closed its stream before the answer was finished (no finish_reason and no "
+                    "[DONE])",
+                    target=self.name,
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._transport_error(exc, self.timeout) from exc
+        finally:
+            response.release()
+
+    def _chunk(self, event: SSEEvent) -> ChatCompletionChunk:
+        try:
+            return ChatCompletionChunk.model_validate_json(event.data)
+        except ValidationError as exc:
+            raise self._bad_body(event.data.encode(), exc, in_stream=True) from None
+
+    # --- building the request ------------------------------------------------------------------
+
+    def _payload(self, request: ChatRequest, *, stream: bool) -> bytes:
+        model = self.model or request.model
+        if not model:
+            raise InvalidRequestError(
+                "has no model to send: pass model= to the call, or give the backend a model",
+                target=self.name,
+            )
+        body = {**request.body(), "model": model, "stream": stream, **self.extra_body}
+        if not stream:
+            body.pop("stream_options", None)  # OpenAI rejects stream_options without stream
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def _headers(self, ctx: CallContext, base: dict[str, str]) -> dict[str, str]:
+        return {**base, **ctx.extra_headers} if ctx.extra_headers else base
+
+    def _budget(self, ctx: CallContext) -> float:
+        remaining = ctx.remaining()
+        if remaining is None:
+            return self.timeout
+        if remaining <= 0:
+            raise ProviderTimeout(
+                "was not called: the call's deadline had already passed", target=self.name
+            )
+        return min(self.timeout, remaining)
+
+    def _session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.max_connections, ttl_dns_cache=300),
+            )
+            self._sessions[loop] = session
+        return session
+
+    async def aclose(self) -> None:
+        """Close the connection pools; those of other, still running loops close there."""
+        current = asyncio.get_running_loop()
+        sessions, self._sessions = self._sessions, {}
+        for loop, session in sessions.items():
+            if loop is current:
+                await session.close()
+            elif loop.is_running():
+                asyncio.run_coroutine_threadsafe(session.close(), loop)
+
+    # --- errors --------------------------------------------------------------------------------
+
+    def _redact(self, text: str) -> str:
+        key = self._api_key.get_secret_value() if self._api_key else ""
+        return text.replace(key, "**********") if key else text
+
+    def _http_error(self, status: int, raw: bytes, headers: Mapping[str, str]) -> RelayError:
+        return error_from_http(
+            status, self._redact(raw.decode("utf-8", "replace")), headers, target=self.name
+        )
+
+    def _bad_body(self, raw: bytes, exc: ValidationError, *, in_stream: bool = False) -> RelayError:
+        text = self._redact(raw.decode("utf-8", "replace"))
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and "error" in data:
+            # Some servers report errors with status 200, or as an event inside the stream.
+            code = parse_error_body(data).get("code")
+            status = int(code) if isinstance(code, int | str) and str(code).isdigit() else 500
+            return error_from_http(status, data, {}, target=self.name)
+        where = "a stream chunk" if in_stream else "a body"
+        problem = exc.errors(include_url=False)[0]
+        return BadResponseError(
+            f"sent {where} that is not a valid completion ({problem['msg']}); it starts with "
+            f"{text[:120]!r}",
+            target=self.name,
+        )
+
+    def _transport_error(self, exc: BaseException, timeout: float) -> RelayError:
+        if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+            return ProviderTimeout(
+                f"did not answer within {timeout:.3g} s. Raise the backend's timeout or add "
+                "a fallback target",
+                target=self.name,
+            )
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return ProviderConnectionError(
+                f"could not be reached at {self.base_url}: {exc.os_error}. Check base_url and "
+                "that the server is up",
+                target=self.name,
+            )
+        return ProviderConnectionError(
+            f"dropped the connection: {type(exc).__name__}: {self._redact(str(exc))}",
+            target=self.name,
+        )

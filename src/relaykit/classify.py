@@ -1,0 +1,162 @@
+"""Map an HTTP error answer (status, OpenAI error body, headers) onto relaykit's taxonomy.
+
+One function serves every place that sees HTTP errors: the OpenAI-compatible backend, errors
+reported inside an SSE stream, and the ``@resilient`` decorator classifying the openai SDK's or
+an HTTP library's exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from relaykit.errors import (
+    AuthenticationError,
+    ContentFilterError,
+    ContextWindowError,
+    InvalidRequestError,
+    ProviderError,
+    ProviderTimeout,
+    QuotaExceededError,
+    RateLimitError,
+    RelayError,
+)
+
+__all__ = ["error_from_http", "parse_error_body", "retry_after_from_headers"]
+
+_CONTEXT_WINDOW_HINTS = re.compile(
+    r"context[_ ]length|context window|maximum context|prompt is too long|too many tokens",
+    re.IGNORECASE,
+)
+_MAX_SNIPPET = 300
+
+
+def parse_error_body(body: bytes | str | Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``{"message", "type", "code", "param"}`` of an error body, whatever its shape.
+
+    Providers disagree: OpenAI nests under ``error``, some put a string there, some answer
+    ``{"message": ...}`` or ``{"detail": ...}``, proxies answer HTML. Unknown shapes give the
+    start of the body as the message.
+    """
+    data: Any = body
+    if isinstance(body, bytes | str):
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return {"message": _snippet(text)} if text.strip() else {}
+    if not isinstance(data, Mapping):
+        return {}
+    error = data.get("error", data)
+    if isinstance(error, str):
+        return {"message": error}
+    if not isinstance(error, Mapping):
+        return {}
+    message = error.get("message") or error.get("detail") or error.get("msg")
+    return {
+        "message": message if isinstance(message, str) else _snippet(json.dumps(error)),
+        "type": error.get("type"),
+        "code": error.get("code"),
+        "param": error.get("param"),
+    }
+
+
+def retry_after_from_headers(
+    headers: Mapping[str, str], *, now: float | None = None
+) -> float | None:
+    """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    milliseconds = lowered.get("retry-after-ms")
+    if milliseconds is not None:
+        try:
+            return max(0.0, float(milliseconds) / 1000)
+        except ValueError:
+            pass
+    value = lowered.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def error_from_http(
+    status: int,
+    body: bytes | str | Mapping[str, Any] | None,
+    headers: Mapping[str, str] | None = None,
+    *,
+    target: str | None = None,
+) -> RelayError:
+    """The typed error for an HTTP error answer; ``x-should-retry`` overrides retryability."""
+    headers = headers or {}
+    details = parse_error_body(body)
+    code = _text(details.get("code"))
+    kind = _text(details.get("type"))
+    provider_message = _text(details.get("message")).rstrip(". ") or "no error message"
+    retry_after = retry_after_from_headers(headers)
+    error_class = _classify(status, code, kind, provider_message)
+    wait = f" (retry after {retry_after:.1f} s)" if retry_after is not None else ""
+    message = f"answered {status}{wait}: {provider_message}. {_ADVICE[error_class]}"
+    should_retry = {k.lower(): v for k, v in headers.items()}.get("x-should-retry")
+    retryable = None if should_retry is None else should_retry.strip().lower() == "true"
+    return error_class(
+        message,
+        status=status,
+        target=target,
+        retry_after=retry_after,
+        code=code or kind,
+        retryable=retryable,
+    )
+
+
+def _classify(status: int, code: str, kind: str, message: str) -> type[RelayError]:
+    if "insufficient_quota" in (code, kind):
+        return QuotaExceededError
+    if code == "context_length_exceeded" or (
+        status in (400, 413, 422) and _CONTEXT_WINDOW_HINTS.search(message)
+    ):
+        return ContextWindowError
+    if code in ("content_filter", "content_policy_violation"):
+        return ContentFilterError
+    if status in (401, 403):
+        return AuthenticationError
+    if status == 429:
+        return RateLimitError
+    if status == 408:
+        return ProviderTimeout
+    if status == 409 or status >= 500:
+        return ProviderError
+    return InvalidRequestError
+
+
+_ADVICE: dict[type[RelayError], str] = {
+    QuotaExceededError: "The account is out of quota; retrying will not help. Add credit or "
+    "route this traffic to another target",
+    ContextWindowError: "Shorten the messages, or add a fallback target with a larger context "
+    "window",
+    ContentFilterError: "The provider's content filter refused it; rephrase the request",
+    AuthenticationError: "Check this target's API key and its access to the model",
+    RateLimitError: "Slow down (RateLimit), retry later (Retry), or add a fallback target",
+    ProviderTimeout: "The provider timed out; retrying may help",
+    ProviderError: "The provider failed; a Retry or a fallback target can absorb this",
+    InvalidRequestError: "The provider rejected the request as invalid; fix it before retrying",
+}
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
+def _snippet(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _MAX_SNIPPET else flat[:_MAX_SNIPPET] + "…"

@@ -1,0 +1,211 @@
+"""One error taxonomy for every backend, so policies decide by type and never by provider.
+
+Each error knows whether retrying the same target can help (``retryable``), the HTTP ``status``
+it came from, which ``target`` raised it and how long the provider asked us to wait
+(``retry_after``, seconds). Messages say what happened, where, and what to do next; they never
+contain an API key (backends redact theirs before an error is built).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+__all__ = [
+    "AllTargetsFailedError",
+    "Attempt",
+    "AuthenticationError",
+    "BadResponseError",
+    "CircuitOpenError",
+    "ConfigError",
+    "ContentFilterError",
+    "ContextWindowError",
+    "InvalidRequestError",
+    "LocalRateLimitError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderTimeout",
+    "QuotaExceededError",
+    "RateLimitError",
+    "RelayError",
+    "RequestValidationError",
+    "StreamInterruptedError",
+]
+
+
+class RelayError(Exception):
+    """Base of every error relaykit raises about a call."""
+
+    retryable: bool = False
+    default_status: ClassVar[int | None] = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        target: str | None = None,
+        retry_after: float | None = None,
+        code: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status if status is not None else self.default_status
+        self.target = target
+        self.retry_after = retry_after
+        self.code = code
+        if retryable is not None:
+            self.retryable = retryable
+
+    def __str__(self) -> str:
+        # Messages are written to follow the target's name: "target 'main' answered 429: ...".
+        return f"target {self.target!r} {self.message}" if self.target else self.message
+
+
+class AuthenticationError(RelayError):
+    """401/403: the key is wrong or lacks access. Never retried; the fallback may move on."""
+
+    default_status = 401
+
+
+class RateLimitError(RelayError):
+    """429: too many requests right now. Retryable, after ``retry_after`` when given."""
+
+    retryable = True
+    default_status = 429
+
+
+class QuotaExceededError(RateLimitError):
+    """429 insufficient_quota: the account is out of credit; retrying that target never helps."""
+
+    retryable = False
+
+
+class InvalidRequestError(RelayError):
+    """400/404/422: the request itself is wrong. Fails fast: no retry, no fallback by default."""
+
+    default_status = 400
+
+
+class RequestValidationError(InvalidRequestError):
+    """A request argument was rejected before anything was sent; ``field`` names it."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ContextWindowError(InvalidRequestError):
+    """400 context_length_exceeded: too long for this model; a larger-context target may fit."""
+
+
+class ContentFilterError(InvalidRequestError):
+    """The provider's content filter refused the request or the answer."""
+
+
+class ProviderError(RelayError):
+    """5xx: the provider failed. Retryable."""
+
+    retryable = True
+    default_status = 500
+
+
+class ProviderTimeout(RelayError):
+    """No answer within the time allowed. Retryable."""
+
+    retryable = True
+
+
+class ProviderConnectionError(RelayError):
+    """The connection could not be made, or broke. Retryable."""
+
+    retryable = True
+
+
+class BadResponseError(RelayError):
+    """The provider answered with something that is not a valid completion. Retryable."""
+
+    retryable = True
+
+
+class StreamInterruptedError(RelayError):
+    """A stream broke after its first chunk; ``partial`` holds what had arrived.
+
+    Past the first chunk the caller already has output, so relaykit does not retry on its own:
+    the caller decides, or ``Fallback(continue_streams=True)`` continues on the next target.
+    """
+
+    def __init__(self, message: str, *, partial: Any, target: str | None = None) -> None:
+        super().__init__(message, target=target)
+        # A ChatCompletion; typed loosely to keep this module free of the schema import.
+        self.partial = partial
+
+
+class CircuitOpenError(RelayError):
+    """The target's circuit breaker is open: no request was sent."""
+
+
+class LocalRateLimitError(RelayError):
+    """relaykit's own rate limit for this target is used up: no request was sent."""
+
+
+class ConfigError(ValueError):
+    """A configuration value is not allowed; ``path`` names it (``targets[1].base_url``)."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try at one target, as the fallback saw it."""
+
+    target: str
+    error: RelayError
+    latency_s: float
+
+    def describe(self) -> str:
+        status = f" {self.error.status}" if self.error.status is not None else ""
+        kind = type(self.error).__name__
+        return f"{self.target}: {kind}{status} after {self.latency_s * 1000:.0f} ms"
+
+
+class AllTargetsFailedError(ExceptionGroup[RelayError], RelayError):  # type: ignore[override]
+    """Every target failed. An ExceptionGroup, so ``except* RateLimitError`` works, and a
+    RelayError, so ``except RelayError`` catches it too.
+
+    ``attempts`` lists each try in order, with target, error and latency.
+    """
+
+    attempts: tuple[Attempt, ...]
+
+    def __new__(cls, attempts: Sequence[Attempt]) -> Self:
+        lines = "; ".join(a.describe() for a in attempts)
+        message = (
+            f"all {len(attempts)} attempts failed ({lines}). "
+            "Check each target's error below, or add a target that can answer."
+        )
+        self = super().__new__(cls, message, [a.error for a in attempts])
+        self.attempts = tuple(attempts)
+        self.status = self.target = self.code = None
+        # An outer Retry may honour the shortest pushback, and retries only if some target may
+        # recover.
+        waits = [a.error.retry_after for a in attempts if a.error.retry_after is not None]
+        self.retry_after = min(waits) if waits else None
+        self.retryable = any(a.error.retryable for a in attempts)
+        return self
+
+    def __init__(self, attempts: Sequence[Attempt]) -> None:
+        # ExceptionGroup builds itself in __new__; this only keeps args printable.
+        super().__init__(self.message, [a.error for a in self.attempts])
+
+    def derive(self, excs: Sequence[RelayError]) -> ExceptionGroup[RelayError]:  # type: ignore[override]
+        kept = [a for a in self.attempts if a.error in excs]
+        return AllTargetsFailedError(kept) if kept else ExceptionGroup(self.message, list(excs))

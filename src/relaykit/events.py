@@ -1,0 +1,111 @@
+"""Typed events: what happened during a call, for logging, metrics and tracing to listen to.
+
+Middlewares emit events; they never log. Structlog and OpenTelemetry are listeners like any
+other, so the policy code stays free of telemetry and a call with no listeners pays only for
+building a few small objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from relaykit.errors import RelayError
+from relaykit.types import Usage
+
+__all__ = [
+    "AttemptFailed",
+    "AttemptStarted",
+    "CacheHit",
+    "CacheMiss",
+    "CircuitClosed",
+    "CircuitOpened",
+    "Completed",
+    "Event",
+    "FallingBack",
+    "Listener",
+    "RateLimited",
+    "Retrying",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base of every event."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptStarted(Event):
+    target: str
+    attempt: int
+    model: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFailed(Event):
+    target: str
+    attempt: int
+    error: RelayError
+    latency_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Retrying(Event):
+    target: str | None
+    attempt: int
+    delay_s: float
+    error: RelayError
+
+
+@dataclass(frozen=True, slots=True)
+class FallingBack(Event):
+    from_target: str
+    to_target: str
+    error: RelayError
+
+
+@dataclass(frozen=True, slots=True)
+class CacheHit(Event):
+    key: str
+    age_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class CacheMiss(Event):
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitOpened(Event):
+    target: str
+    cooldown_s: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitClosed(Event):
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimited(Event):
+    target: str
+    wait_s: float
+    limit: str
+
+
+@dataclass(frozen=True, slots=True)
+class Completed(Event):
+    """The call succeeded (for a stream: the stream ended cleanly)."""
+
+    target: str | None
+    model: str | None
+    attempts: int
+    latency_s: float
+    usage: Usage | None
+    cached: bool
+    stream: bool
+    tenant: str | None
+
+
+Listener = Callable[[Event], None]

@@ -1,0 +1,1 @@
+"""Middlewares and strategies: each one module, each ``async (request, ctx, call_next)``."""

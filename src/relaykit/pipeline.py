@@ -1,0 +1,78 @@
+"""The pipeline contract: handlers, middlewares, the per-call context, and composition.
+
+A handler answers a request; a middleware is ``async (request, ctx, call_next)`` and may call
+``call_next`` zero, one or several times. ``compose`` nests them once, at construction, so a call
+pays only for the layers themselves. Data goes down once and comes back once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+
+from relaykit.clock import Clock
+from relaykit.errors import Attempt
+from relaykit.events import Event, Listener
+from relaykit.stream import ChatStream
+from relaykit.types import ChatCompletion, ChatRequest
+
+__all__ = ["CacheMode", "CallContext", "Handler", "Middleware", "Response", "compose"]
+
+Response: TypeAlias = ChatCompletion | ChatStream
+Handler: TypeAlias = Callable[[ChatRequest, "CallContext"], Awaitable[Response]]
+Middleware: TypeAlias = Callable[[ChatRequest, "CallContext", Handler], Awaitable[Response]]
+CacheMode: TypeAlias = Literal["use", "bypass", "refresh", "only"]
+
+_log = logging.getLogger("relaykit")
+
+
+@dataclass(slots=True, eq=False)
+class CallContext:
+    """Everything about one call that is not the request itself.
+
+    ``deadline`` is absolute, in ``clock.now()`` seconds; every layer that waits (backoff,
+    HTTP, rate-limit queues) stays inside it. ``attempt`` counts upstream requests made so far;
+    ``target`` names the target that answered, once one has.
+    """
+
+    clock: Clock
+    started: float = 0.0
+    listeners: Sequence[Listener] = ()
+    deadline: float | None = None
+    tenant: str | None = None
+    cache: CacheMode = "use"
+    cache_ttl_s: float | None = None
+    cache_max_age_s: float | None = None
+    extra_headers: Mapping[str, str] | None = None
+    attempt: int = 0
+    target: str | None = None
+    failures: list[Attempt] = field(default_factory=list)
+
+    def emit(self, event: Event) -> None:
+        """Send ``event`` to every listener; a failing listener never fails the call."""
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                _log.exception("relaykit listener %r failed on %s", listener, type(event).__name__)
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (may be negative), or None when there is none."""
+        return None if self.deadline is None else self.deadline - self.clock.now()
+
+
+def compose(middleware: Sequence[Middleware], handler: Handler) -> Handler:
+    """Nest ``middleware`` around ``handler``; the first listed is the outermost."""
+    for layer in reversed(middleware):
+        handler = _bind(layer, handler)
+    return handler
+
+
+def _bind(layer: Middleware, call_next: Handler) -> Handler:
+    # A plain function, not a coroutine: the layer's own coroutine is the only frame per call.
+    def call(request: ChatRequest, ctx: CallContext) -> Awaitable[Response]:
+        return layer(request, ctx, call_next)
+
+    return call

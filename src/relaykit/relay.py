@@ -1,0 +1,349 @@
+"""Relay: the facade that validates a request once and runs it through the pipeline."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Protocol, Self, get_args
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from relaykit._loop_thread import LoopThread
+from relaykit.assembler import chunks_from_completion
+from relaykit.backends.base import Backend
+from relaykit.clock import Clock, SystemClock
+from relaykit.errors import RelayError, RequestValidationError
+from relaykit.events import Completed, Listener
+from relaykit.middleware.fallback import Fallback
+from relaykit.pipeline import CacheMode, CallContext, Handler, Middleware, compose
+from relaykit.stream import ChatStream
+from relaykit.target import BoundTarget, Target
+from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest, RelayInfo
+
+__all__ = ["Relay", "Strategy", "SyncChatStream"]
+
+_REQUEST_FIELDS = frozenset(ChatRequest.model_fields) - {"stream"}
+_CACHE_MODES = get_args(CacheMode)
+# Union members and discriminator tags pydantic puts in error locations; not field names.
+_LOC_TAGS = frozenset(
+    {
+        "system",
+        "developer",
+        "user",
+        "assistant",
+        "tool",
+        "function",
+        "text",
+        "image_url",
+        "input_audio",
+        "str",
+        "list",
+    }
+)
+
+
+class Strategy(Protocol):
+    """How a Relay uses its targets: turns the bound targets into one handler."""
+
+    def build(self, targets: Sequence[BoundTarget]) -> Handler: ...
+
+
+class Relay:
+    """Reliable chat completions over one or more targets.
+
+    Several targets form a fallback chain, in order (``strategy=`` changes that). ``middleware``
+    wraps the whole call, first listed = outermost. Request arguments are OpenAI's
+    (``messages=``, ``model=``, ``tools=``, ...), validated before anything is sent; provider
+    extras go in ``extra_body=``.
+
+    >>> relay = Relay(targets=[OpenAICompatible(url, api_key=key, model="gpt-4o-mini")])
+    >>> answer = await relay.acomplete(messages=[{"role": "user", "content": "Hi"}])
+    >>> answer.content, answer.relay.target
+    """
+
+    def __init__(
+        self,
+        targets: Sequence[Backend | Target],
+        *,
+        middleware: Sequence[Middleware] = (),
+        strategy: Strategy | None = None,
+        clock: Clock | None = None,
+        listeners: Sequence[Listener] = (),
+    ) -> None:
+        if not targets:
+            raise ValueError("targets must name at least one backend or Target")
+        self.targets = tuple(t if isinstance(t, Target) else Target(t) for t in targets)
+        names = [t.label for t in self.targets]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(
+                f"targets must have distinct names; {duplicates} appear more than once. "
+                "Pass Target(backend, name=...) to tell them apart"
+            )
+        self.middleware = tuple(middleware)
+        self.strategy = strategy or Fallback()
+        self.clock = clock or SystemClock()
+        self.listeners = tuple(listeners)
+        self._handler = compose(
+            self.middleware, self.strategy.build([t.bind() for t in self.targets])
+        )
+        self._loop = LoopThread()
+
+    def __repr__(self) -> str:
+        return f"Relay(targets={[t.label for t in self.targets]})"
+
+    # --- async API -----------------------------------------------------------------------------
+
+    async def acomplete(
+        self,
+        *,
+        tenant: str | None = None,
+        cache: CacheMode = "use",
+        cache_ttl_s: float | None = None,
+        cache_max_age_s: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        **request: Any,
+    ) -> ChatCompletion:
+        """One chat completion; raises a typed ``RelayError`` when no target could answer."""
+        chat = _validate(request, extra_body, stream=False)
+        ctx = self._context(tenant, cache, cache_ttl_s, cache_max_age_s, extra_headers)
+        result = await self._handler(chat, ctx)
+        if isinstance(result, ChatStream):  # a middleware answered with a stream: read it all
+            result = await result.completion()
+        result._relay = RelayInfo(ctx.target, ctx.attempt, cached=ctx.attempt == 0)
+        if ctx.listeners:
+            self._completed(ctx, result, stream=False)
+        return result
+
+    def astream(
+        self,
+        *,
+        tenant: str | None = None,
+        cache: CacheMode = "use",
+        cache_ttl_s: float | None = None,
+        cache_max_age_s: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        **request: Any,
+    ) -> ChatStream:
+        """A streamed completion: ``async for chunk in relay.astream(...)``.
+
+        ``await relay.astream(...)`` reaches the commit point (the first chunk) first, so every
+        failure before it raises there, after retries and fallbacks. Invalid arguments raise
+        here at once.
+        """
+        chat = _validate(request, extra_body, stream=True)
+        ctx = self._context(tenant, cache, cache_ttl_s, cache_max_age_s, extra_headers)
+
+        async def open_stream() -> ChatStream:
+            result = await self._handler(chat, ctx)
+            if isinstance(result, ChatCompletion):  # e.g. a cache hit: replay it as chunks
+                include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
+                result = ChatStream.replay(
+                    chunks_from_completion(result, include_usage=include_usage), target=ctx.target
+                )
+            result.relay = RelayInfo(ctx.target, ctx.attempt, cached=ctx.attempt == 0)
+            if ctx.listeners:
+                result.on_finish(completed)
+            return result
+
+        def completed(stream: ChatStream, error: RelayError | None) -> None:
+            if error is None and stream.ended_cleanly:
+                self._completed(ctx, stream.partial(), stream=True)
+
+        return ChatStream.pending(open_stream)
+
+    def _context(
+        self,
+        tenant: str | None,
+        cache: CacheMode,
+        cache_ttl_s: float | None,
+        cache_max_age_s: float | None,
+        extra_headers: Mapping[str, str] | None,
+    ) -> CallContext:
+        if cache not in _CACHE_MODES:
+            raise RequestValidationError(
+                f"cache must be one of {', '.join(map(repr, _CACHE_MODES))}, got {cache!r}",
+                field="cache",
+            )
+        return CallContext(
+            clock=self.clock,
+            started=self.clock.now(),
+            listeners=self.listeners,
+            tenant=tenant,
+            cache=cache,
+            cache_ttl_s=cache_ttl_s,
+            cache_max_age_s=cache_max_age_s,
+            extra_headers=extra_headers,
+        )
+
+    def _completed(self, ctx: CallContext, completion: ChatCompletion, *, stream: bool) -> None:
+        ctx.emit(
+            Completed(
+                target=ctx.target,
+                model=completion.model,
+                attempts=ctx.attempt,
+                latency_s=ctx.clock.now() - ctx.started,
+                usage=completion.usage,
+                cached=ctx.attempt == 0,
+                stream=stream,
+                tenant=ctx.tenant,
+            )
+        )
+
+    async def aclose(self) -> None:
+        """Close every backend's connections and every middleware that holds resources."""
+        seen: set[int] = set()
+        for target in self.targets:
+            if id(target.backend) not in seen:
+                seen.add(id(target.backend))
+                await target.backend.aclose()
+        for layer in (*self.middleware, *(m for t in self.targets for m in t.middleware)):
+            aclose = getattr(layer, "aclose", None)
+            if aclose is not None and id(layer) not in seen:
+                seen.add(id(layer))
+                await aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # --- sync API: the same pipeline on one private event-loop thread ---------------------------
+
+    def complete(self, **request: Any) -> ChatCompletion:
+        """``acomplete`` for synchronous code."""
+        return self._loop.run(self.acomplete(**request))
+
+    def stream(self, **request: Any) -> SyncChatStream:
+        """``astream`` for synchronous code: ``for chunk in relay.stream(...)``."""
+        return SyncChatStream(self._loop, self.astream(**request))
+
+    def close(self) -> None:
+        """Close connections and stop the private loop thread (``aclose`` for sync code)."""
+        if self._loop.started:
+            self._loop.run(self.aclose())
+        self._loop.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class SyncChatStream:
+    """A ChatStream read from synchronous code; each chunk is fetched on the Relay's loop."""
+
+    __slots__ = ("_loop", "_stream")
+
+    def __init__(self, loop: LoopThread, stream: ChatStream) -> None:
+        self._loop = loop
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[ChatCompletionChunk]:
+        return self
+
+    def __next__(self) -> ChatCompletionChunk:
+        try:
+            return self._loop.run(anext(self._stream))
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def open(self) -> Self:
+        """Reach the commit point now, so failures before the first chunk raise here."""
+        self._loop.run(self._stream._committed())
+        return self
+
+    def completion(self) -> ChatCompletion:
+        return self._loop.run(self._stream.completion())
+
+    @property
+    def relay(self) -> RelayInfo | None:
+        return self._stream.relay
+
+    def close(self) -> None:
+        self._loop.run(self._stream.aclose())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _validate(
+    request: dict[str, Any], extra_body: Mapping[str, Any] | None, *, stream: bool
+) -> ChatRequest:
+    unknown = request.keys() - _REQUEST_FIELDS
+    if unknown:
+        name = sorted(unknown)[0]
+        close = difflib.get_close_matches(name, _REQUEST_FIELDS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        what = (
+            "stream is chosen by calling astream() or stream()"
+            if name == "stream"
+            else (
+                f"{name!r} is not an OpenAI chat-completion argument; {hint}pass provider-specific "
+                "fields in extra_body={...}"
+            )
+        )
+        raise RequestValidationError(what, field=name)
+    try:
+        return ChatRequest.model_validate({**(extra_body or {}), **request, "stream": stream})
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+
+
+def _validation_error(exc: ValidationError) -> RequestValidationError:
+    errors = exc.errors(include_url=False)
+    paths = [_field_path(error) for error in errors]
+    problems = [
+        f"{path}: {error['msg']} (got {_short(error.get('input'))})"
+        for path, error in zip(paths[:3], errors, strict=False)
+    ]
+    more = len(errors) - len(problems)
+    suffix = f"; and {more} more" if more > 0 else ""
+    return RequestValidationError(
+        f"invalid request, nothing was sent: {'; '.join(problems)}{suffix}", field=paths[0]
+    )
+
+
+def _field_path(error: ErrorDetails) -> str:
+    """``messages[0].role`` from pydantic's location, without union and tag noise."""
+    loc = list(error["loc"])
+    if error["type"] == "union_tag_invalid":  # the discriminator itself is the bad field
+        loc.append(str(error.get("ctx", {}).get("discriminator", "")).strip("'"))
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in _LOC_TAGS or not part.isidentifier():
+            continue
+        else:
+            path += f".{part}" if path else part
+    return path or "request"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,181 @@
+"""ChatStream: the streamed answer, past its commit point.
+
+A handler returns a ChatStream only once the first chunk has arrived. Before that, a failure is
+an ordinary exception that retry and fallback handle; after it, the caller owns the stream, and a
+failure surfaces as ``StreamInterruptedError`` carrying the partial answer.
+
+``Relay.astream()`` hands out a *pending* ChatStream: iterate it directly, or ``await`` it first
+to reach the commit point (so errors before the first chunk raise at the ``await``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from relaykit.assembler import StreamAssembler
+from relaykit.errors import RelayError, StreamInterruptedError
+from relaykit.types import ChatCompletion, ChatCompletionChunk, RelayInfo
+
+__all__ = ["ChatStream", "StreamFinalizer"]
+
+StreamFinalizer = Callable[["ChatStream", "RelayError | None"], None]
+
+
+class ChatStream:
+    """An async iterator of ``ChatCompletionChunk``; ``await stream.completion()`` assembles.
+
+    Finalizers added with ``on_finish`` run exactly once: when the stream ends cleanly
+    (``error`` is None and ``ended_cleanly`` is True), when it breaks (``error`` set), or when
+    the caller closes it early (``error`` None, ``ended_cleanly`` False).
+    """
+
+    __slots__ = (
+        "_assembler",
+        "_chunks",
+        "_finalizers",
+        "_finished",
+        "_first",
+        "_opener",
+        "ended_cleanly",
+        "relay",
+        "target",
+    )
+
+    def __init__(
+        self,
+        first: ChatCompletionChunk | None,
+        chunks: AsyncIterator[ChatCompletionChunk],
+        *,
+        target: str | None = None,
+    ) -> None:
+        self._first: ChatCompletionChunk | None = first
+        self._chunks = chunks
+        self._opener: Callable[[], Awaitable[ChatStream]] | None = None
+        self._assembler = StreamAssembler()
+        self._finalizers: list[StreamFinalizer] = []
+        self._finished = False
+        self.ended_cleanly = False
+        self.target = target
+        self.relay: RelayInfo | None = None
+
+    @classmethod
+    def pending(cls, opener: Callable[[], Awaitable[ChatStream]]) -> ChatStream:
+        """A stream that calls ``opener`` on first use and then behaves as what it returned."""
+        stream = cls(None, _iterate(()))
+        stream._opener = opener
+        return stream
+
+    @classmethod
+    def replay(cls, chunks: Sequence[ChatCompletionChunk], *, target: str | None = None) -> Self:
+        """A committed stream of chunks already in hand (a cache hit, a function's answer)."""
+        if not chunks:
+            raise ValueError("a replayed stream needs at least one chunk")
+        return cls(chunks[0], _iterate(chunks[1:]), target=target)
+
+    async def _open(self) -> None:
+        opener, self._opener = self._opener, None
+        assert opener is not None
+        inner = await opener()
+        # Adopt the committed stream: its source, its assembler, and its finalizers.
+        self._first, inner._first = inner._first, None
+        self._chunks = inner._chunks
+        self._assembler = inner._assembler
+        self._finalizers.extend(inner._finalizers)
+        inner._finalizers = []
+        inner._finished = True
+        self.target = inner.target
+        self.relay = self.relay or inner.relay
+
+    def __await__(self) -> Generator[Any, None, Self]:
+        return self._committed().__await__()
+
+    async def _committed(self) -> Self:
+        if self._opener is not None:
+            await self._open()
+        return self
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        if self._opener is not None:
+            await self._open()
+        if self._first is not None:
+            chunk, self._first = self._first, None
+        else:
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                self.ended_cleanly = True
+                self._finish(None)
+                raise
+            except RelayError as exc:
+                error = self._interrupted(exc)
+                self._finish(error)
+                raise error from exc
+        self._assembler.add(chunk)
+        return chunk
+
+    def _interrupted(self, cause: RelayError) -> StreamInterruptedError:
+        received = self._assembler.chunk_count
+        return StreamInterruptedError(
+            f"broke its stream after {received} chunk{'s' if received != 1 else ''}: "
+            f"{cause.message}. "
+            "The partial answer is in .partial; retry the call or use "
+            "Fallback(continue_streams=True) to continue on another target.",
+            partial=self._assembler.completion(),
+            target=cause.target or self.target,
+        )
+
+    def on_finish(self, finalizer: StreamFinalizer) -> None:
+        """Run ``finalizer(stream, error)`` once, when the stream ends, breaks or is closed."""
+        self._finalizers.append(finalizer)
+
+    def _finish(self, error: RelayError | None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        for finalizer in self._finalizers:
+            finalizer(self, error)
+
+    def partial(self) -> ChatCompletion:
+        """What has arrived so far, assembled (the whole answer once the stream ended)."""
+        return self._assembler.completion()
+
+    async def completion(self) -> ChatCompletion:
+        """Read the rest of the stream and return it as one ChatCompletion."""
+        async for _ in self:
+            pass
+        completion = self._assembler.completion()
+        completion._relay = self.relay
+        return completion
+
+    async def aclose(self) -> None:
+        """Stop reading and release the connection; safe to call more than once."""
+        self._opener = None
+        aclose = getattr(self._chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        self._finish(None)
+
+    async def __aenter__(self) -> Self:
+        return await self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "pending" if self._opener else ("finished" if self._finished else "open")
+        return f"<ChatStream {state} target={self.target!r} chunks={self._assembler.chunk_count}>"
+
+
+async def _iterate(chunks: Sequence[ChatCompletionChunk]) -> AsyncIterator[ChatCompletionChunk]:
+    for chunk in chunks:
+        yield chunk

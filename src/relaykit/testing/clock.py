@@ -1,0 +1,95 @@
+"""FakeClock: time that moves only when a test (or a sleep) moves it."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import random
+from types import TracebackType
+from typing import Self
+
+__all__ = ["FakeClock"]
+
+
+class FakeClock:
+    """A ``Clock`` for tests: backoff, TTLs, breaker cool-downs and deadlines without waiting.
+
+    With ``auto_advance=True`` (the default) ``sleep(s)`` moves time forward by ``s`` at once
+    and records it in ``sleeps``, so a test can assert on the backoff schedule. With
+    ``auto_advance=False`` sleepers wait until the test calls ``advance()``. Either way,
+    ``timeout()`` blocks expire when fake time passes their deadline, and ``random()`` is seeded.
+    """
+
+    def __init__(self, start: float = 1000.0, *, auto_advance: bool = True, seed: int = 0) -> None:
+        self._now = start
+        self.auto_advance = auto_advance
+        self.sleeps: list[float] = []
+        self._random = random.Random(seed)
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._timeouts: list[_FakeTimeout] = []
+        self._order = itertools.count()
+
+    def now(self) -> float:
+        return self._now
+
+    def random(self) -> float:
+        return self._random.random()
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        if self.auto_advance:
+            self.advance(seconds)
+            await asyncio.sleep(0)
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._now + max(0.0, seconds), next(self._order), waiter))
+        await waiter
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward, waking the sleepers and expiring the timeouts now due."""
+        if seconds < 0:
+            raise ValueError("time only moves forward")
+        self._now += seconds
+        while self._sleepers and self._sleepers[0][0] <= self._now:
+            _, _, waiter = heapq.heappop(self._sleepers)
+            if not waiter.done():
+                waiter.set_result(None)
+        for timeout in list(self._timeouts):
+            timeout.check(self._now)
+
+    def timeout(self, seconds: float | None) -> _FakeTimeout:
+        return _FakeTimeout(self, seconds)
+
+    def __repr__(self) -> str:
+        return f"FakeClock(now={self._now})"
+
+
+class _FakeTimeout:
+    """``asyncio.timeout`` whose deadline is measured on the FakeClock."""
+
+    def __init__(self, clock: FakeClock, seconds: float | None) -> None:
+        self._clock = clock
+        self._deadline = None if seconds is None else clock.now() + seconds
+        self._inner = asyncio.timeout(None)
+
+    async def __aenter__(self) -> Self:
+        await self._inner.__aenter__()
+        if self._deadline is not None:
+            self._clock._timeouts.append(self)
+            self.check(self._clock.now())
+        return self
+
+    def check(self, now: float) -> None:
+        if self._deadline is not None and now >= self._deadline and not self._inner.expired():
+            self._inner.reschedule(asyncio.get_running_loop().time())
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self in self._clock._timeouts:
+            self._clock._timeouts.remove(self)
+        await self._inner.__aexit__(exc_type, exc, tb)

@@ -1,0 +1,371 @@
+"""The OpenAI chat-completions wire schema as pydantic v2 models.
+
+Every model allows extra fields, so whatever a provider adds (``reasoning_content``, a gateway's
+``session_id``, a new usage counter) survives a round trip untouched. Optional fields default to
+``None`` so that ``model_dump(exclude_none=True)`` of a parsed response gives back the provider's
+JSON apart from its null fields: nothing relaykit adds shows up as if the provider had sent it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+__all__ = [
+    "AssistantMessage",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatRequest",
+    "Choice",
+    "ChunkChoice",
+    "CompletionMessage",
+    "CompletionTokensDetails",
+    "ContentPart",
+    "Delta",
+    "DeveloperMessage",
+    "FunctionCall",
+    "FunctionCallDelta",
+    "FunctionDefinition",
+    "FunctionMessage",
+    "ImageURL",
+    "ImageURLPart",
+    "InputAudioPart",
+    "JSONSchemaFormat",
+    "Logprobs",
+    "Message",
+    "PromptTokensDetails",
+    "RelayInfo",
+    "ResponseFormat",
+    "StreamOptions",
+    "SystemMessage",
+    "TextPart",
+    "TokenLogprob",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolChoice",
+    "ToolMessage",
+    "TopLogprob",
+    "Usage",
+    "UserMessage",
+]
+
+
+class _Wire(BaseModel):
+    """Base of every wire model: unknown fields are kept, never dropped or rejected."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+# --- request: messages and content parts -------------------------------------------------------
+
+
+class TextPart(_Wire):
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(_Wire):
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImageURLPart(_Wire):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+class InputAudioPart(_Wire):
+    type: Literal["input_audio"]
+    input_audio: dict[str, Any]
+
+
+ContentPart = Annotated[TextPart | ImageURLPart | InputAudioPart, Field(discriminator="type")]
+
+
+class FunctionCall(_Wire):
+    name: str
+    arguments: str
+
+
+class ToolCall(_Wire):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class SystemMessage(_Wire):
+    role: Literal["system"]
+    content: str | list[TextPart]
+    name: str | None = None
+
+
+class DeveloperMessage(_Wire):
+    role: Literal["developer"]
+    content: str | list[TextPart]
+    name: str | None = None
+
+
+class UserMessage(_Wire):
+    role: Literal["user"]
+    content: str | list[ContentPart]
+    name: str | None = None
+
+
+class AssistantMessage(_Wire):
+    role: Literal["assistant"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    function_call: FunctionCall | None = None
+
+
+class ToolMessage(_Wire):
+    role: Literal["tool"]
+    content: str | list[TextPart]
+    tool_call_id: str
+
+
+class FunctionMessage(_Wire):
+    role: Literal["function"]
+    content: str | None
+    name: str
+
+
+Message = Annotated[
+    SystemMessage
+    | DeveloperMessage
+    | UserMessage
+    | AssistantMessage
+    | ToolMessage
+    | FunctionMessage,
+    Field(discriminator="role"),
+]
+
+# --- request: tools, formats, options ----------------------------------------------------------
+
+
+class FunctionDefinition(_Wire):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(_Wire):
+    type: Literal["function"] = "function"
+    function: FunctionDefinition
+
+
+class _NamedFunction(_Wire):
+    name: str
+
+
+class NamedToolChoice(_Wire):
+    type: Literal["function"] = "function"
+    function: _NamedFunction
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+
+
+class JSONSchemaFormat(_Wire):
+    name: str
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, serialize_by_alias=True)
+
+
+class ResponseFormat(_Wire):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+
+class StreamOptions(_Wire):
+    include_usage: bool | None = None
+
+
+class ChatRequest(_Wire):
+    """One chat-completion request, validated once when it enters relaykit and frozen after.
+
+    ``model`` is what the caller asked for: an alias that picks a route, or the upstream model
+    name when the target names none. ``stream`` is set by relaykit from the method the caller used
+    (``acomplete`` or ``astream``), not by the caller.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    messages: list[Message] = Field(min_length=1)
+    model: str | None = None
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    n: int | None = Field(default=None, ge=1)
+    stop: str | list[str] | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    seed: int | None = None
+    user: str | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    session_id: str | None = None
+
+    _body: dict[str, Any] | None = PrivateAttr(default=None)
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body to send upstream: set fields only, extras verbatim, by wire name.
+
+        Computed once per request, however many attempts use it; callers must not mutate it.
+        """
+        if self._body is None:
+            self._body = self.model_dump(exclude_none=True, by_alias=True)
+        return self._body
+
+
+# --- response ----------------------------------------------------------------------------------
+
+
+class TopLogprob(_Wire):
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class TokenLogprob(_Wire):
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+    top_logprobs: list[TopLogprob] | None = None
+
+
+class Logprobs(_Wire):
+    content: list[TokenLogprob] | None = None
+    refusal: list[TokenLogprob] | None = None
+
+
+class CompletionMessage(_Wire):
+    role: str = "assistant"
+    content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    function_call: FunctionCall | None = None
+
+
+class Choice(_Wire):
+    index: int = 0
+    message: CompletionMessage
+    finish_reason: str | None = None
+    logprobs: Logprobs | None = None
+
+
+class PromptTokensDetails(_Wire):
+    cached_tokens: int | None = None
+    audio_tokens: int | None = None
+
+
+class CompletionTokensDetails(_Wire):
+    reasoning_tokens: int | None = None
+    audio_tokens: int | None = None
+    accepted_prediction_tokens: int | None = None
+    rejected_prediction_tokens: int | None = None
+
+
+class Usage(_Wire):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+
+class RelayInfo:
+    """How relaykit produced a result: which target served it, after how many attempts.
+
+    Kept outside the OpenAI fields, so ``model_dump()`` stays the provider's answer.
+    """
+
+    __slots__ = ("attempts", "cached", "target")
+
+    def __init__(self, target: str | None, attempts: int, *, cached: bool = False) -> None:
+        self.target = target
+        self.attempts = attempts
+        self.cached = cached
+
+    def __repr__(self) -> str:
+        return f"RelayInfo(target={self.target!r}, attempts={self.attempts}, cached={self.cached})"
+
+
+class ChatCompletion(_Wire):
+    id: str
+    object: str | None = None
+    created: int | None = None
+    model: str | None = None
+    choices: list[Choice]
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
+
+    _relay: RelayInfo | None = PrivateAttr(default=None)
+
+    @property
+    def relay(self) -> RelayInfo | None:
+        """Which target answered and how many attempts it took; ``None`` outside a Relay."""
+        return self._relay
+
+    @property
+    def content(self) -> str | None:
+        """The first choice's text, the one thing most callers want."""
+        return self.choices[0].message.content if self.choices else None
+
+
+class FunctionCallDelta(_Wire):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(_Wire):
+    index: int
+    id: str | None = None
+    type: str | None = None
+    function: FunctionCallDelta | None = None
+
+
+class Delta(_Wire):
+    role: str | None = None
+    content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+    function_call: FunctionCallDelta | None = None
+
+
+class ChunkChoice(_Wire):
+    index: int = 0
+    delta: Delta = Field(default_factory=Delta)
+    finish_reason: str | None = None
+    logprobs: Logprobs | None = None
+
+
+class ChatCompletionChunk(_Wire):
+    id: str
+    object: str | None = None
+    created: int | None = None
+    model: str | None = None
+    choices: list[ChunkChoice] = Field(default_factory=list)
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
