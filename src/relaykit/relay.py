@@ -85,7 +85,11 @@ class Relay:
         self.middleware = tuple(middleware)
         self.strategy = strategy or Fallback()
         self.clock = clock or SystemClock()
-        self.listeners = tuple(listeners)
+        # A middleware that observes events (Logging, telemetry) offers an ``on_event`` method;
+        # it becomes a listener, so observing costs nothing in the call path.
+        self._layers = (*self.middleware, *(m for t in self.targets for m in t.middleware))
+        observers = [layer.on_event for layer in self._layers if hasattr(layer, "on_event")]
+        self.listeners = (*listeners, *observers)
         self._handler = compose(
             self.middleware, self.strategy.build([t.bind() for t in self.targets])
         )
@@ -201,7 +205,7 @@ class Relay:
             if id(target.backend) not in seen:
                 seen.add(id(target.backend))
                 await target.backend.aclose()
-        for layer in (*self.middleware, *(m for t in self.targets for m in t.middleware)):
+        for layer in self._layers:
             aclose = getattr(layer, "aclose", None)
             if aclose is not None and id(layer) not in seen:
                 seen.add(id(layer))
