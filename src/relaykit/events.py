@@ -16,6 +16,7 @@ from relaykit.types import Usage
 __all__ = [
     "AttemptFailed",
     "AttemptStarted",
+    "AttemptSucceeded",
     "CacheHit",
     "CacheMiss",
     "CircuitClosed",
@@ -46,6 +47,15 @@ class AttemptFailed(Event):
     target: str
     attempt: int
     error: RelayError
+    latency_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptSucceeded(Event):
+    """The target answered (for a stream: its first chunk arrived)."""
+
+    target: str
+    attempt: int
     latency_s: float
 
 

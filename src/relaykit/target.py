@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 
 from relaykit.backends.base import Backend
 from relaykit.errors import RelayError
-from relaykit.events import AttemptFailed, AttemptStarted
+from relaykit.events import AttemptFailed, AttemptStarted, AttemptSucceeded
 from relaykit.pipeline import CallContext, Handler, Middleware, Response, compose
 from relaykit.types import ChatRequest
 
@@ -36,8 +36,20 @@ class Target:
         return self.name or self.backend.name
 
     def bind(self) -> BoundTarget:
-        """The target's handler: its middleware around one upstream request."""
-        return BoundTarget(self, compose(self.middleware, _upstream(self.backend, self.label)))
+        """The target's handler: its middleware around one upstream request.
+
+        ``ctx.target`` names this target from the moment it is tried, so per-target middleware
+        (a breaker, a rate limit) can keep state by target, and after success it names the
+        target that answered.
+        """
+        name = self.label
+        inner = compose(self.middleware, _upstream(self.backend, name))
+
+        def enter(request: ChatRequest, ctx: CallContext) -> Awaitable[Response]:
+            ctx.target = name
+            return inner(request, ctx)
+
+        return BoundTarget(self, enter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +83,8 @@ def _upstream(backend: Backend, name: str) -> Handler:
             if ctx.listeners:
                 ctx.emit(AttemptFailed(name, attempt, exc, ctx.clock.now() - started))
             raise
-        ctx.target = name
+        if ctx.listeners:
+            ctx.emit(AttemptSucceeded(name, attempt, ctx.clock.now() - started))
         return result
 
     return call
