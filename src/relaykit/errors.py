@@ -174,7 +174,12 @@ class Attempt:
     def describe(self) -> str:
         status = f" {self.error.status}" if self.error.status is not None else ""
         kind = type(self.error).__name__
-        return f"{self.target}: {kind}{status} after {self.latency_s * 1000:.0f} ms"
+        reason = (
+            self.error.message
+            if len(self.error.message) <= 80
+            else (self.error.message[:77] + "...")
+        )
+        return f"{self.target}: {kind}{status} after {self.latency_s * 1000:.0f} ms, {reason}"
 
 
 class AllTargetsFailedError(ExceptionGroup[RelayError], RelayError):  # type: ignore[override]

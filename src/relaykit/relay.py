@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self, get_args
 
@@ -17,7 +17,7 @@ from relaykit.clock import Clock, SystemClock
 from relaykit.errors import RelayError, RequestValidationError
 from relaykit.events import Completed, Listener
 from relaykit.middleware.fallback import Fallback
-from relaykit.pipeline import CacheMode, CallContext, Handler, Middleware, compose
+from relaykit.pipeline import CacheMode, CallContext, Handler, Middleware, Response, compose
 from relaykit.stream import ChatStream
 from relaykit.target import BoundTarget, Target
 from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest, RelayInfo
@@ -65,35 +65,61 @@ class Relay:
 
     def __init__(
         self,
-        targets: Sequence[Backend | Target],
+        targets: Sequence[Backend | Target] = (),
         *,
+        routes: Mapping[str, Sequence[Backend | Target]] | None = None,
         middleware: Sequence[Middleware] = (),
         strategy: Strategy | None = None,
         clock: Clock | None = None,
         listeners: Sequence[Listener] = (),
     ) -> None:
-        if not targets:
-            raise ValueError("targets must name at least one backend or Target")
-        self.targets = tuple(t if isinstance(t, Target) else Target(t) for t in targets)
-        names = [t.label for t in self.targets]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(
-                f"targets must have distinct names; {duplicates} appear more than once. "
-                "Pass Target(backend, name=...) to tell them apart"
-            )
+        if not targets and not routes:
+            raise ValueError("targets must name at least one backend or Target (or give routes=)")
+        self.targets = _chain("targets", targets)
+        self.routes = {
+            alias: _chain(f"routes[{alias!r}]", chain) for alias, chain in (routes or {}).items()
+        }
         self.middleware = tuple(middleware)
         self.strategy = strategy or Fallback()
         self.clock = clock or SystemClock()
+        every_target = (*self.targets, *(t for chain in self.routes.values() for t in chain))
+        _reject_stacked_retries(self.middleware, every_target)
         # A middleware that observes events (Logging, telemetry) offers an ``on_event`` method;
         # it becomes a listener, so observing costs nothing in the call path.
-        self._layers = (*self.middleware, *(m for t in self.targets for m in t.middleware))
+        self._layers = tuple(
+            {
+                id(m): m
+                for m in (*self.middleware, *(m for t in every_target for m in t.middleware))
+            }.values()
+        )
+        self._backends = tuple({id(t.backend): t.backend for t in every_target}.values())
         observers = [layer.on_event for layer in self._layers if hasattr(layer, "on_event")]
         self.listeners = (*listeners, *observers)
-        self._handler = compose(
-            self.middleware, self.strategy.build([t.bind() for t in self.targets])
-        )
+        self._handler = compose(self.middleware, self._router())
         self._loop = LoopThread()
+
+    def _router(self) -> Handler:
+        """One handler per chain, picked by the request's model alias when routes exist."""
+        default = self.strategy.build([t.bind() for t in self.targets]) if self.targets else None
+        if not self.routes:
+            assert default is not None
+            return default
+        by_alias = {
+            alias: self.strategy.build([t.bind() for t in chain])
+            for alias, chain in self.routes.items()
+        }
+        aliases = ", ".join(map(repr, by_alias))
+
+        def route(request: ChatRequest, ctx: CallContext) -> Awaitable[Response]:
+            handler = by_alias.get(request.model or "", default)
+            if handler is None:
+                raise RequestValidationError(
+                    f"model {request.model!r} names no route; routes are {aliases}",
+                    field="model",
+                )
+            return handler(request, ctx)
+
+        return route
 
     def __repr__(self) -> str:
         return f"Relay(targets={[t.label for t in self.targets]})"
@@ -200,15 +226,11 @@ class Relay:
 
     async def aclose(self) -> None:
         """Close every backend's connections and every middleware that holds resources."""
-        seen: set[int] = set()
-        for target in self.targets:
-            if id(target.backend) not in seen:
-                seen.add(id(target.backend))
-                await target.backend.aclose()
+        for backend in self._backends:
+            await backend.aclose()
         for layer in self._layers:
             aclose = getattr(layer, "aclose", None)
-            if aclose is not None and id(layer) not in seen:
-                seen.add(id(layer))
+            if aclose is not None:
                 await aclose()
 
     async def __aenter__(self) -> Self:
@@ -293,6 +315,33 @@ class SyncChatStream:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _chain(where: str, targets: Sequence[Backend | Target]) -> tuple[Target, ...]:
+    chain = tuple(t if isinstance(t, Target) else Target(t) for t in targets)
+    names = [t.label for t in chain]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(
+            f"{where} must have distinct names; {duplicates} appear more than once. "
+            "Pass Target(backend, name=...) to tell them apart"
+        )
+    return chain
+
+
+def _reject_stacked_retries(outer: Sequence[Middleware], targets: Sequence[Target]) -> None:
+    """A Retry inside a Retry multiplies attempts (3 x 3 = 9 upstream calls); refuse it."""
+    places = [("middleware", layer) for layer in outer] + [
+        (f"target {t.label!r}", layer) for t in targets for layer in t.middleware
+    ]
+    retries = [
+        where for where, layer in places if getattr(layer, "stacks_with_retry", True) is False
+    ]
+    if len(retries) > 1 and ("middleware" in retries or len(set(retries)) < len(retries)):
+        raise ValueError(
+            f"Retry appears more than once on one call path ({', '.join(retries)}): attempts "
+            "would multiply. Keep one Retry around the chain, or one per target"
+        )
 
 
 def _validate(

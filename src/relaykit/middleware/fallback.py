@@ -1,70 +1,260 @@
 """Fallback: try the targets in order, moving on at once when one fails.
 
-Which failures move on is a policy by error type (most specific class wins): invalid requests
-fail fast, everything else — including auth, quota, context-window, open circuits and local rate
-limits — moves to the next target. There is no backoff between targets: when another target can
-answer, waiting helps nobody.
+Which failures move on is a policy by error type: invalid requests fail fast; everything else
+moves on, including auth and quota errors (which also mark that target as skipped for the rest of
+the call, so an outer Retry does not ask it again), context-window errors (to the next target
+with a larger ``context_window`` when windows are configured), open circuits and local rate
+limits. There is no backoff between targets: when another target can answer, waiting helps nobody.
+
+Answers can move on too: ``fallback_on=[answer_check(empty_answer)]`` treats an empty answer
+like a failure. Answer checks apply to non-streamed calls (a stream is committed at its first
+chunk, before the answer is known).
+
+``continue_streams=True``: when a stream breaks after its first chunk, the next target is asked
+to continue the partial answer and the caller sees one uninterrupted stream. Its limits: the
+continuation is a new generation (the next model sees the partial text and is asked to go on
+without repeating, which most models do well but not perfectly); streams that were producing
+tool calls are not continued; the usage of the stream is the continuing target's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from relaykit.errors import (
     AllTargetsFailedError,
     Attempt,
+    BadResponseError,
     ContextWindowError,
     InvalidRequestError,
     RelayError,
+    StreamInterruptedError,
 )
 from relaykit.events import FallingBack
 from relaykit.pipeline import CallContext, Handler, Response
+from relaykit.stream import ChatStream
 from relaykit.target import BoundTarget
-from relaykit.types import ChatRequest
+from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest
 
-__all__ = ["Fallback"]
+__all__ = [
+    "AnswerCheck",
+    "Fallback",
+    "answer_check",
+    "empty_answer",
+    "invalid_json",
+    "refusal",
+]
 
 ErrorRule = type[RelayError] | Callable[[RelayError], bool]
+
+CONTINUE_PROMPT = (
+    "Your previous message was cut off. Continue it exactly where it stopped, without "
+    "repeating anything and without any preamble."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerCheck:
+    """A predicate on answers: when it returns True the answer is rejected and the call moves on."""
+
+    check: Callable[[ChatCompletion], bool]
+    name: str
+
+
+def answer_check(check: Callable[[ChatCompletion], bool]) -> AnswerCheck:
+    """Mark ``check`` as a predicate on answers, for ``Fallback(fallback_on=[...])``."""
+    return AnswerCheck(check, getattr(check, "__name__", "answer check"))
+
+
+def _empty_answer(answer: ChatCompletion) -> bool:
+    message = answer.choices[0].message if answer.choices else None
+    return message is None or (not (message.content or "").strip() and not message.tool_calls)
+
+
+def _refusal(answer: ChatCompletion) -> bool:
+    return any(c.message.refusal for c in answer.choices)
+
+
+def _invalid_json(answer: ChatCompletion) -> bool:
+    try:
+        json.loads(answer.content or "")
+    except ValueError:
+        return True
+    return False
+
+
+empty_answer = AnswerCheck(_empty_answer, "empty_answer")
+refusal = AnswerCheck(_refusal, "refusal")
+invalid_json = AnswerCheck(_invalid_json, "invalid_json")
 
 
 class Fallback:
     """The default strategy: the first target that answers wins.
 
-    ``fallback_on`` replaces the default rule with error types and predicates on errors; an
-    error matching any of them moves on to the next target.
+    ``fallback_on`` takes error types, predicates on errors, and answer checks. Error rules,
+    when given, replace the default rule; answer checks add to it.
+
+    >>> Fallback(fallback_on=[RateLimitError, ProviderError, empty_answer])
     """
 
-    def __init__(self, *, fallback_on: Sequence[ErrorRule] | None = None) -> None:
-        self.fallback_on = tuple(fallback_on) if fallback_on is not None else None
+    def __init__(
+        self,
+        *,
+        fallback_on: Sequence[ErrorRule | AnswerCheck] | None = None,
+        continue_streams: bool = False,
+    ) -> None:
+        rules = tuple(fallback_on or ())
+        for rule in rules:
+            if not (isinstance(rule, AnswerCheck) or callable(rule)):
+                raise ValueError(
+                    f"fallback_on takes error types, predicates on errors and answer checks; "
+                    f"got {rule!r}"
+                )
+        self.answer_checks = tuple(r for r in rules if isinstance(r, AnswerCheck))
+        # None keeps the default rule: only answer checks (or nothing) were given.
+        self.error_rules: tuple[ErrorRule, ...] | None = (
+            tuple(r for r in rules if not isinstance(r, AnswerCheck)) or None
+        )
+        self.continue_streams = continue_streams
 
     def moves_on(self, error: RelayError) -> bool:
         """Whether ``error`` from one target should send the call to the next one."""
-        if self.fallback_on is None:
+        if self.error_rules is None:
             return isinstance(error, ContextWindowError) or not isinstance(
                 error, InvalidRequestError
             )
         return any(
             isinstance(error, rule) if isinstance(rule, type) else rule(error)
-            for rule in self.fallback_on
+            for rule in self.error_rules
         )
 
+    def rejected_by(self, answer: ChatCompletion) -> AnswerCheck | None:
+        return next((c for c in self.answer_checks if c.check(answer)), None)
+
     def build(self, targets: Sequence[BoundTarget]) -> Handler:
-        if len(targets) == 1:
-            return targets[0].handler  # one target raises its own typed error
         chain = tuple(targets)
+        if len(chain) == 1 and not self.answer_checks:
+            return chain[0].handler  # one target raises its own typed error
 
         async def fallback(request: ChatRequest, ctx: CallContext) -> Response:
-            attempts: list[Attempt] = []
-            for index, target in enumerate(chain):
-                started = ctx.clock.now()
-                try:
-                    return await target.handler(request, ctx)
-                except RelayError as exc:
-                    attempts.append(Attempt(target.name, exc, ctx.clock.now() - started))
-                    if not self.moves_on(exc):
-                        raise
-                    if ctx.listeners and index + 1 < len(chain):
-                        ctx.emit(FallingBack(target.name, chain[index + 1].name, exc))
-            raise AllTargetsFailedError(attempts)
+            result, index = await self._first_answer(chain, 0, request, ctx)
+            if self.continue_streams and isinstance(result, ChatStream):
+                first = result._first
+                return ChatStream(
+                    first, self._continued(chain, index, request, ctx, result), target=result.target
+                )
+            return result
 
         return fallback
+
+    async def _first_answer(
+        self, chain: tuple[BoundTarget, ...], start: int, request: ChatRequest, ctx: CallContext
+    ) -> tuple[Response, int]:
+        """The first answer from ``chain[start:]`` and the index of the target that gave it."""
+        too_small: int | None = None  # a context window already known to be too small
+        for index in range(start, len(chain)):
+            target = chain[index]
+            if _skipped(target, ctx, too_small):
+                continue
+            started = ctx.clock.now()
+            try:
+                result = await target.handler(request, ctx)
+            except RelayError as exc:
+                ctx.failures.append(Attempt(target.name, exc, ctx.clock.now() - started))
+                if not self.moves_on(exc):
+                    raise
+                if isinstance(exc, ContextWindowError) and target.target.context_window:
+                    too_small = max(too_small or 0, target.target.context_window)
+                self._announce(chain, index, ctx, exc)
+                continue
+            if self.answer_checks and isinstance(result, ChatCompletion):
+                check = self.rejected_by(result)
+                if check is not None:
+                    error = BadResponseError(
+                        f"gave an answer rejected by {check.name}", target=target.name
+                    )
+                    ctx.failures.append(Attempt(target.name, error, ctx.clock.now() - started))
+                    self._announce(chain, index, ctx, error)
+                    continue
+            return result, index
+        # Reaching here means every target failed or was skipped for an earlier failure.
+        raise AllTargetsFailedError(ctx.failures)
+
+    def _announce(
+        self, chain: tuple[BoundTarget, ...], index: int, ctx: CallContext, error: RelayError
+    ) -> None:
+        if ctx.listeners and index + 1 < len(chain):
+            ctx.emit(FallingBack(chain[index].name, chain[index + 1].name, error))
+
+    async def _continued(
+        self,
+        chain: tuple[BoundTarget, ...],
+        index: int,
+        request: ChatRequest,
+        ctx: CallContext,
+        stream: ChatStream,
+    ) -> AsyncIterator[ChatCompletionChunk]:
+        """The rest of ``stream``, continued on the next targets if it breaks."""
+        first_id = stream._first.id if stream._first is not None else ""
+        text: list[str] = []
+        current: ChatStream = stream
+        skip_first = True  # the wrapper ChatStream already yielded the first chunk
+        while True:
+            try:
+                async for chunk in current:
+                    if skip_first:
+                        skip_first = False
+                        _collect(chunk, text)
+                        continue
+                    _collect(chunk, text)
+                    yield (
+                        chunk if chunk.id == first_id else chunk.model_copy(update={"id": first_id})
+                    )
+                return
+            except StreamInterruptedError as exc:
+                if index + 1 >= len(chain) or _has_tool_calls(exc.partial):
+                    raise _cause(exc) from None
+                ctx.failures.append(Attempt(chain[index].name, exc, 0.0))
+                self._announce(chain, index, ctx, exc)
+                continuation = _continuation(request, "".join(text))
+                try:
+                    result, index = await self._first_answer(chain, index + 1, continuation, ctx)
+                except RelayError:
+                    raise _cause(exc) from None
+                assert isinstance(result, ChatStream)
+                current = result
+
+
+def _skipped(target: BoundTarget, ctx: CallContext, too_small: int | None) -> bool:
+    window = target.target.context_window
+    if too_small is not None and window is not None and window <= too_small:
+        return True
+    # A target that already failed for good in this call (auth, quota, ...) is not asked again.
+    return any(a.target == target.name and not a.error.retryable for a in ctx.failures)
+
+
+def _has_tool_calls(partial: ChatCompletion) -> bool:
+    return bool(partial.choices and partial.choices[0].message.tool_calls)
+
+
+def _cause(interrupted: StreamInterruptedError) -> RelayError:
+    """The error that broke the stream; the caller's ChatStream wraps it with the whole partial."""
+    cause = interrupted.__cause__
+    return cause if isinstance(cause, RelayError) else interrupted
+
+
+def _collect(chunk: ChatCompletionChunk, text: list[str]) -> None:
+    if chunk.choices and chunk.choices[0].delta.content:
+        text.append(chunk.choices[0].delta.content)
+
+
+def _continuation(request: ChatRequest, partial_text: str) -> ChatRequest:
+    messages: list[Any] = [
+        *request.body()["messages"],
+        {"role": "assistant", "content": partial_text},
+        {"role": "user", "content": CONTINUE_PROMPT},
+    ]
+    return ChatRequest.model_validate({**request.body(), "messages": messages, "stream": True})

@@ -42,7 +42,7 @@ JSONObject: TypeAlias = dict[str, Any]
 SSEStyle: TypeAlias = Literal["plain", "crlf", "comments", "coalesced", "split"]
 _Kind: TypeAlias = Literal["ok", "fixed", "hang", "truncated_json", "malformed_sse"]
 
-# Every wait in a handler wakes on stop(), so this only bounds a misbehaving scripted callable.
+# Handlers wake on stop() by themselves; this only bounds one still reading a slow request body.
 _SHUTDOWN_BACKSTOP_S = 2.0
 _TRUNCATED_EVENT = b'data: {"id": "chatc'
 _HTML_PAGE = (
