@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Awaitable, Iterator, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self, get_args
 
@@ -97,6 +98,19 @@ class Relay:
         self.listeners = (*listeners, *observers)
         self._handler = compose(self.middleware, self._router())
         self._loop = LoopThread()
+
+    @classmethod
+    def from_config(
+        cls,
+        source: str | Path | Mapping[str, Any],
+        *,
+        clock: Clock | None = None,
+        listeners: Sequence[Listener] = (),
+    ) -> Relay:
+        """A Relay from a YAML file or a dict (see ``relaykit.config`` and docs/config.md)."""
+        from relaykit.config import build_relay_arguments, load_config
+
+        return cls(**build_relay_arguments(load_config(source)), clock=clock, listeners=listeners)
 
     def _router(self) -> Handler:
         """One handler per chain, picked by the request's model alias when routes exist."""

@@ -1,0 +1,268 @@
+"""Build a Relay from a YAML file or a dict.
+
+The file says the same things as code: targets (with presets), per-target and outer middleware,
+the strategy, and routes by model alias. ``${VAR}`` and ``${VAR:-default}`` expand from the
+environment. Every mistake is a ``ConfigError`` naming its exact place (``targets[1].base_url``)
+and what is allowed there; nothing is half-built.
+
+    targets:
+      - name: primary
+        preset: openai
+        model: gpt-4o-mini
+        api_key: ${OPENAI_API_KEY}
+        middleware:
+          - circuit_breaker: {failures: 5}
+          - rate_limit: {rpm: 600}
+      - {name: backup, preset: openai_compatible, base_url: "http://127.0.0.1:8000/v1", model: m}
+    middleware:
+      - logging
+      - cache: {ttl_s: 600}
+      - timeout: {total_s: 30}
+      - retry: {attempts: 3}
+    strategy: {fallback: {continue_streams: true}}
+    routes:
+      smart: [primary, backup]
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from relaykit import errors, presets
+from relaykit.backends.openai_compatible import OpenAICompatible
+from relaykit.errors import ConfigError
+from relaykit.middleware.fallback import AnswerCheck, Fallback, empty_answer, invalid_json, refusal
+from relaykit.pipeline import Middleware
+from relaykit.target import Target
+
+__all__ = ["MIDDLEWARE", "build_relay_arguments", "load_config"]
+
+# Config names of the middlewares, imported only when a config uses them.
+MIDDLEWARE: dict[str, str] = {
+    "logging": "relaykit.middleware.logging:Logging",
+    "cache": "relaykit.middleware.cache:Cache",
+    "timeout": "relaykit.middleware.timeout:Timeout",
+    "retry": "relaykit.middleware.retry:Retry",
+    "circuit_breaker": "relaykit.middleware.circuit_breaker:CircuitBreaker",
+    "rate_limit": "relaykit.middleware.rate_limit:RateLimit",
+    "opentelemetry": "relaykit.middleware.telemetry:OpenTelemetry",
+}
+_ANSWER_CHECKS = {"empty_answer": empty_answer, "refusal": refusal, "invalid_json": invalid_json}
+_PRESETS: dict[str, Callable[..., OpenAICompatible]] = {
+    "openai": presets.openai,
+    "voidai": presets.voidai,
+    "morpheus": presets.morpheus,
+    "openai_compatible": presets.openai_compatible,
+}
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+MiddlewareEntry = str | dict[str, dict[str, Any] | None]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TargetConfig(_Strict):
+    name: str | None = None
+    preset: Literal["openai", "voidai", "morpheus", "openai_compatible"] = "openai_compatible"
+    base_url: str | None = None
+    api_key: str | None = None
+    model: str | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    connect_timeout: float | None = Field(default=None, gt=0)
+    headers: dict[str, str] | None = None
+    extra_body: dict[str, Any] | None = None
+    session_id: str | None = None
+    context_window: int | None = Field(default=None, gt=0)
+    middleware: list[MiddlewareEntry] = Field(default_factory=list)
+
+
+class FallbackConfig(_Strict):
+    continue_streams: bool = False
+    fallback_on: list[str] | None = None
+
+
+class StrategyConfig(_Strict):
+    fallback: FallbackConfig = Field(default_factory=FallbackConfig)
+
+
+class RelayConfig(_Strict):
+    targets: list[TargetConfig] = Field(default_factory=list)
+    middleware: list[MiddlewareEntry] = Field(default_factory=list)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    routes: dict[str, list[str | TargetConfig]] = Field(default_factory=dict)
+
+
+def load_config(source: str | Path | Mapping[str, Any]) -> RelayConfig:
+    """Read, expand ``${VAR}`` and validate; errors name the exact path."""
+    if isinstance(source, Mapping):
+        raw: Any = source
+    else:
+        import yaml  # only configs read from files need the YAML parser
+
+        path = Path(source)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(str(path), f"cannot be read: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(str(path), f"is not valid YAML: {exc}") from None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            "config",
+            "must be a mapping with 'targets' (and optionally 'middleware', 'strategy', 'routes')",
+        )
+    try:
+        return RelayConfig.model_validate(_expand(raw, ""))
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise ConfigError(_path(first["loc"]), _problem(first)) from None
+
+
+def build_relay_arguments(config: RelayConfig) -> dict[str, Any]:
+    """The keyword arguments of ``Relay(...)`` that ``config`` describes."""
+    if not config.targets and not config.routes:
+        raise ConfigError("targets", "name at least one target (or give routes)")
+    targets = [_target(t, f"targets[{i}]") for i, t in enumerate(config.targets)]
+    by_name = {t.label: t for t in targets}
+    routes: dict[str, list[Target]] = {}
+    for alias, chain in config.routes.items():
+        routes[alias] = []
+        for i, entry in enumerate(chain):
+            where = f"routes.{alias}[{i}]"
+            if isinstance(entry, str):
+                if entry not in by_name:
+                    known = ", ".join(map(repr, by_name)) or "none"
+                    raise ConfigError(where, f"names no target; targets are {known}")
+                routes[alias].append(by_name[entry])
+            else:
+                routes[alias].append(_target(entry, where))
+    return {
+        "targets": targets,
+        "routes": routes or None,
+        "middleware": _middleware(config.middleware, "middleware"),
+        "strategy": _strategy(config.strategy.fallback, "strategy.fallback"),
+    }
+
+
+def _target(config: TargetConfig, where: str) -> Target:
+    options: dict[str, Any] = {
+        key: value
+        for key, value in config.model_dump(
+            exclude={"name", "preset", "context_window", "middleware", "session_id", "base_url"},
+            exclude_none=True,
+        ).items()
+    }
+    if config.base_url is not None:
+        options["base_url"] = config.base_url
+    if config.session_id is not None:
+        if config.preset != "morpheus":
+            raise ConfigError(f"{where}.session_id", "is only for preset: morpheus")
+        options["session_id"] = config.session_id
+    if config.name is not None:
+        options["name"] = config.name
+    try:
+        backend = _PRESETS[config.preset](**options)
+    except ConfigError as exc:
+        field = exc.path.rsplit(".", 1)[-1]
+        raise ConfigError(f"{where}.{field}", exc.problem) from None
+    except ValueError as exc:
+        raise ConfigError(where, str(exc)) from None
+    return Target(
+        backend,
+        name=config.name,
+        middleware=_middleware(config.middleware, f"{where}.middleware"),
+        context_window=config.context_window,
+    )
+
+
+def _middleware(entries: Sequence[MiddlewareEntry], where: str) -> list[Middleware]:
+    layers: list[Middleware] = []
+    for i, entry in enumerate(entries):
+        place = f"{where}[{i}]"
+        if isinstance(entry, str):
+            name, options = entry, {}
+        elif len(entry) == 1:
+            name, given = next(iter(entry.items()))
+            options = given or {}
+        else:
+            raise ConfigError(place, "give one middleware per list entry, e.g. '- retry: {...}'")
+        if name not in MIDDLEWARE:
+            raise ConfigError(
+                f"{place}", f"unknown middleware {name!r}; known: {', '.join(sorted(MIDDLEWARE))}"
+            )
+        module_name, _, class_name = MIDDLEWARE[name].partition(":")
+        factory = getattr(importlib.import_module(module_name), class_name)
+        try:
+            layers.append(factory(**options))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{place}.{name}", str(exc)) from None
+    return layers
+
+
+def _strategy(config: FallbackConfig, where: str) -> Fallback:
+    if config.fallback_on is None:
+        return Fallback(continue_streams=config.continue_streams)
+    rules: list[type[errors.RelayError] | AnswerCheck] = []
+    for i, name in enumerate(config.fallback_on):
+        error_type = getattr(errors, name, None)
+        if name in _ANSWER_CHECKS:
+            rules.append(_ANSWER_CHECKS[name])
+        elif isinstance(error_type, type) and issubclass(error_type, errors.RelayError):
+            rules.append(error_type)
+        else:
+            raise ConfigError(
+                f"{where}.fallback_on[{i}]",
+                f"{name!r} is neither a relaykit error type (RateLimitError, ProviderError, ...) "
+                f"nor an answer check ({', '.join(_ANSWER_CHECKS)})",
+            )
+    return Fallback(fallback_on=rules, continue_streams=config.continue_streams)
+
+
+def _expand(value: Any, where: str) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string, naming the path when unset."""
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            found = os.environ.get(name, default)
+            if found is None:
+                raise ConfigError(
+                    where or "config", f"uses ${{{name}}}, which is not set in the environment"
+                )
+            return found
+
+        return _ENV.sub(substitute, value)
+    if isinstance(value, Mapping):
+        return {k: _expand(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("str", "TargetConfig") or not part.isidentifier():
+            continue  # union branch names pydantic puts in locations
+        else:
+            path += f".{part}" if path else part
+    return path or "config"
+
+
+def _problem(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "is not a known setting here; check its spelling against docs/config.md"
+    if error["type"] == "literal_error":
+        return f"{error['msg'].lower()} (got {error.get('input')!r})"
+    return f"{error['msg']} (got {error.get('input')!r})"

@@ -1,0 +1,148 @@
+"""Relay.from_config: YAML or dict in, a working Relay out, or an error naming the exact place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from relaykit import ConfigError, Relay
+from relaykit.testing import FakeProvider, Reply
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+async def test_yaml_file_builds_a_fallback_chain_with_env_expansion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with FakeProvider() as primary, FakeProvider() as backup:
+        monkeypatch.setenv("PRIMARY_URL", primary.url)
+        monkeypatch.setenv("PRIMARY_KEY", "sk-from-env")
+        path = tmp_path / "relay.yaml"
+        path.write_text(
+            f"""
+targets:
+  - name: primary
+    base_url: ${{PRIMARY_URL}}
+    api_key: ${{PRIMARY_KEY}}
+    model: primary-model
+  - name: backup
+    base_url: {backup.url}
+    model: ${{BACKUP_MODEL:-backup-model}}
+"""
+        )
+        primary.script(Reply.overloaded())
+        async with Relay.from_config(path) as relay:
+            answer = await relay.acomplete(messages=HI)
+        assert answer.relay is not None and answer.relay.target == "backup"
+        assert primary.requests[0].headers["Authorization"] == "Bearer sk-from-env"
+        assert backup.requests[0].body is not None
+        assert backup.requests[0].body["model"] == "backup-model"
+
+
+async def test_routes_pick_targets_by_alias_from_a_dict() -> None:
+    async with FakeProvider() as cheap, FakeProvider() as smart:
+        config = {
+            "targets": [
+                {"name": "cheap", "base_url": cheap.url, "model": "small"},
+                {"name": "smart", "base_url": smart.url, "model": "large"},
+            ],
+            "routes": {"smart": ["smart", "cheap"]},
+        }
+        async with Relay.from_config(config) as relay:
+            await relay.acomplete(model="smart", messages=HI)
+            await relay.acomplete(messages=HI)
+        assert (cheap.request_count, smart.request_count) == (1, 1)
+        assert smart.requests[0].body is not None and smart.requests[0].body["model"] == "large"
+
+
+async def test_fallback_strategy_options_from_config() -> None:
+    async with FakeProvider() as a, FakeProvider() as b:
+        config = {
+            "targets": [
+                {"name": "a", "base_url": a.url, "model": "m"},
+                {"name": "b", "base_url": b.url, "model": "m"},
+            ],
+            "strategy": {"fallback": {"fallback_on": ["RateLimitError", "empty_answer"]}},
+        }
+        a.script(Reply.ok(""))
+        async with Relay.from_config(config) as relay:
+            answer = await relay.acomplete(messages=HI)
+        assert answer.relay is not None and answer.relay.target == "b"
+
+
+@pytest.mark.parametrize(
+    ("config", "path", "problem"),
+    [
+        ({"targets": [{"name": "a", "model": "m"}]}, "targets[0].base_url", "required"),
+        (
+            {"targets": [{"base_url": "http://127.0.0.1:1/v1", "modle": "m"}]},
+            "targets[0].modle",
+            "not a known setting",
+        ),
+        ({"targets": [{"preset": "anthropic"}]}, "targets[0].preset", "openai"),
+        (
+            {"targets": [{"preset": "morpheus", "api_key": "k"}]},
+            "targets[0].base_url",
+            "no base URL",
+        ),
+        ({"targets": [{"base_url": "ftp://x"}]}, "targets[0]", "http(s) URL"),
+        (
+            {"targets": [{"base_url": "http://127.0.0.1:1/v1", "timeout": -1}]},
+            "targets[0].timeout",
+            "greater than 0",
+        ),
+        (
+            {"targets": [{"base_url": "http://127.0.0.1:1/v1", "api_key": "${NOT_SET_ANYWHERE}"}]},
+            "targets[0].api_key",
+            "NOT_SET_ANYWHERE",
+        ),
+        (
+            {
+                "targets": [{"name": "a", "base_url": "http://127.0.0.1:1/v1"}],
+                "middleware": ["retrying"],
+            },
+            "middleware[0]",
+            "unknown middleware 'retrying'",
+        ),
+        (
+            {
+                "targets": [{"name": "a", "base_url": "http://127.0.0.1:1/v1"}],
+                "routes": {"smart": ["b"]},
+            },
+            "routes.smart[0]",
+            "names no target; targets are 'a'",
+        ),
+        (
+            {
+                "targets": [{"name": "a", "base_url": "http://127.0.0.1:1/v1"}],
+                "strategy": {"fallback": {"fallback_on": ["Timeout"]}},
+            },
+            "strategy.fallback.fallback_on[0]",
+            "neither a relaykit error type",
+        ),
+        ({}, "targets", "at least one target"),
+    ],
+)
+def test_config_errors_name_the_exact_path(config: dict, path: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Relay.from_config(config)
+    assert caught.value.path == path
+    assert problem in caught.value.problem
+
+
+def test_unreadable_file_and_bad_yaml_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot be read"):
+        Relay.from_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("targets: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        Relay.from_config(bad)
+
+
+def test_api_keys_from_config_never_show_in_reprs() -> None:
+    relay = Relay.from_config(
+        {"targets": [{"base_url": "http://127.0.0.1:1/v1", "api_key": "sk-very-secret"}]}
+    )
+    assert "sk-very-secret" not in repr(relay.targets[0].backend)
+    assert "sk-very-secret" not in repr(relay.targets)
