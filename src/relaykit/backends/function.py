@@ -18,6 +18,8 @@ from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest
 __all__ = ["FunctionBackend"]
 
 _ids = itertools.count(1)
+# Results that are one whole answer, although str, dict and pydantic models are all iterable.
+_WHOLE = (str, dict, ChatCompletion)
 
 
 class FunctionBackend:
@@ -40,7 +42,7 @@ class FunctionBackend:
         model: str | None = None,
     ) -> None:
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", "function")
+        self.name: str = name or str(getattr(fn, "__name__", "function"))
         self.model = model
         self._is_async = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
 
@@ -61,13 +63,14 @@ class FunctionBackend:
 
     async def acomplete(self, request: ChatRequest, ctx: CallContext) -> ChatCompletion:
         result = await self._call(request)
-        if isinstance(result, AsyncIterable | Iterable) and not isinstance(result, str | dict):
+        # A ChatCompletion is iterable too (pydantic models iterate their fields): not pieces.
+        if isinstance(result, AsyncIterable | Iterable) and not isinstance(result, _WHOLE):
             return await ChatStream(None, self._chunks(request, result)).completion()
         return self._completion(request, result)
 
     async def astream(self, request: ChatRequest, ctx: CallContext) -> ChatStream:
         result = await self._call(request)
-        if not isinstance(result, AsyncIterable | Iterable) or isinstance(result, str | dict):
+        if not isinstance(result, AsyncIterable | Iterable) or isinstance(result, _WHOLE):
             include_usage = bool(request.stream_options and request.stream_options.include_usage)
             completion = self._completion(request, result)
             return ChatStream.replay(

@@ -1,0 +1,244 @@
+"""CircuitBreaker: stop sending requests to a target that keeps failing, and try it again later.
+
+A per-target middleware: ``Target(backend, name="primary", middleware=[CircuitBreaker()])``.
+While a circuit is open, calls to its target raise ``CircuitOpenError`` before any request is
+made, so the fallback moves on to the next target with no added latency. The state machine
+lives in a ``BreakerStore`` (in-process by default, shareable across processes); this module
+decides which outcomes count (``CircuitBreaker.outcome_of``) and acts on the store's answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+from relaykit.errors import (
+    AuthenticationError,
+    BadResponseError,
+    CircuitOpenError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeout,
+    QuotaExceededError,
+    RateLimitError,
+    RelayError,
+    StreamInterruptedError,
+)
+from relaykit.events import CircuitClosed, CircuitOpened
+from relaykit.pipeline import CallContext, Handler, Response
+from relaykit.stores.breaker import (
+    PROBE_SUCCESS,
+    SUCCESS,
+    Admission,
+    BreakerPolicy,
+    BreakerStore,
+    MemoryBreakerStore,
+    Outcome,
+    Transition,
+)
+from relaykit.stream import ChatStream
+from relaykit.types import ChatRequest
+
+__all__ = ["DEFAULT_FAILURES", "CircuitBreaker", "FailureRule"]
+
+FailureRule = type[RelayError] | Callable[[RelayError], bool]
+
+DEFAULT_FAILURES: tuple[type[RelayError], ...] = (
+    ProviderError,
+    ProviderTimeout,
+    ProviderConnectionError,
+    BadResponseError,
+    RateLimitError,  # QuotaExceededError included
+    AuthenticationError,
+    StreamInterruptedError,
+)
+"""Provider-side failures. Invalid requests (context window and content filter included) are
+the caller's fault, and an open circuit or a local rate limit sent nothing: none of them count."""
+
+# A probe that never reports (its process died, with a shared store) frees its slot after this
+# long, or after the cool-down when that is longer. In-process, cancellation frees it at once.
+_PROBE_LEASE_FLOOR_S = 60.0
+
+
+class CircuitBreaker:
+    """Fails calls to a target at once, without a request, while that target is failing.
+
+    The circuit opens after ``failures`` consecutive failures, or when at least ``failure_rate``
+    of at least ``min_calls`` calls in the last ``window_s`` seconds failed (checked as each
+    failure is recorded). It stays open for ``cooldown_s``, then lets ``half_open_probes``
+    concurrent calls through: a probe that succeeds closes it, one that fails reopens it for
+    another cool-down. A 429 with Retry-After opens the circuit for exactly that long, a quota
+    error for the cool-down. A stream counts as a success at its first chunk and as a failure
+    if it breaks after it.
+
+    Which errors count is ``failure_on`` (error types and predicates on errors) when given,
+    else ``DEFAULT_FAILURES``. State is kept per target name, so one instance may guard several
+    targets, in ``store`` (a private ``MemoryBreakerStore`` unless given; pass a shared store to
+    let several processes see one circuit).
+
+    >>> Target(backend, name="primary", middleware=[CircuitBreaker(failures=3, cooldown_s=10)])
+    """
+
+    def __init__(
+        self,
+        *,
+        failures: int = 5,
+        failure_rate: float = 0.5,
+        min_calls: int = 10,
+        window_s: float = 30.0,
+        cooldown_s: float = 30.0,
+        half_open_probes: int = 1,
+        store: BreakerStore | None = None,
+        failure_on: Sequence[FailureRule] | None = None,
+    ) -> None:
+        _check_int("failures", failures)
+        _check_int("min_calls", min_calls)
+        _check_int("half_open_probes", half_open_probes)
+        if not 0 < failure_rate <= 1:
+            raise ValueError(f"failure_rate must be above 0 and at most 1, got {failure_rate!r}")
+        for name, value in (("window_s", window_s), ("cooldown_s", cooldown_s)):
+            if not value > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        types: list[type[RelayError]] = []
+        predicates: list[Callable[[RelayError], bool]] = []
+        for rule in failure_on if failure_on is not None else DEFAULT_FAILURES:
+            if isinstance(rule, type) and issubclass(rule, RelayError):
+                types.append(rule)
+            elif callable(rule) and not isinstance(rule, type):
+                predicates.append(rule)
+            else:
+                raise ValueError(
+                    f"failure_on takes error types and predicates on errors, got {rule!r}"
+                )
+        self.policy = BreakerPolicy(
+            failures=failures,
+            failure_rate=float(failure_rate),
+            min_calls=min_calls,
+            window_s=float(window_s),
+            cooldown_s=float(cooldown_s),
+            half_open_probes=half_open_probes,
+            probe_lease_s=max(float(cooldown_s), _PROBE_LEASE_FLOOR_S),
+        )
+        self.store: BreakerStore = store if store is not None else MemoryBreakerStore()
+        self._failure_types = tuple(types)
+        self._failure_predicates = tuple(predicates)
+        # Late verdicts (a stream broken after its first chunk) are recorded from a sync
+        # finalizer, so they run as tasks; the next admission waits for them.
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        p = self.policy
+        return (
+            f"CircuitBreaker(failures={p.failures}, failure_rate={p.failure_rate}, "
+            f"min_calls={p.min_calls}, window_s={p.window_s}, cooldown_s={p.cooldown_s}, "
+            f"half_open_probes={p.half_open_probes}, store={self.store!r})"
+        )
+
+    # --- policy: pure decisions, no clock, no store --------------------------------------------
+
+    def counts_as_failure(self, error: RelayError) -> bool:
+        """Whether ``error`` counts against its target's health."""
+        return isinstance(error, self._failure_types) or any(
+            predicate(error) for predicate in self._failure_predicates
+        )
+
+    def outcome_of(self, error: RelayError, *, probe: bool = False) -> Outcome | None:
+        """What ``error`` means for the circuit: a failure to count, one that opens it at once
+        (429 with Retry-After: for exactly that long; quota: for the cool-down), or None when
+        it does not count."""
+        if not self.counts_as_failure(error):
+            return None
+        if isinstance(error, QuotaExceededError):
+            return Outcome(False, probe, self.policy.cooldown_s, "a quota-exceeded error")
+        if isinstance(error, RateLimitError) and error.retry_after and error.retry_after > 0:
+            wait = error.retry_after
+            return Outcome(False, probe, wait, f"a 429 asking to retry after {wait:.1f} s")
+        return Outcome(False, probe)
+
+    # --- the middleware ------------------------------------------------------------------------
+
+    async def __call__(
+        self, request: ChatRequest, ctx: CallContext, call_next: Handler
+    ) -> Response:
+        key = ctx.target or ""
+        if self._pending:
+            await asyncio.wait(self._pending)
+        store, policy = self.store, self.policy
+        admission = await store.admit(key, ctx.clock.now(), policy)
+        if not admission.allowed:
+            raise self._open_error(key, admission)
+        probe = admission.probe
+        try:
+            result = await call_next(request, ctx)
+        except RelayError as exc:
+            outcome = self.outcome_of(exc, probe=probe)
+            if outcome is not None:
+                self._report(ctx, key, await store.record(key, ctx.clock.now(), policy, outcome))
+            elif probe:
+                await store.release(key, ctx.clock.now(), policy)
+            raise
+        except BaseException:
+            # Cancelled, or not a relaykit error: says nothing about the target's health.
+            if probe:
+                await asyncio.shield(store.release(key, ctx.clock.now(), policy))
+            raise
+        change = await store.record(
+            key, ctx.clock.now(), policy, PROBE_SUCCESS if probe else SUCCESS
+        )
+        if change is not None:
+            self._report(ctx, key, change)
+        if isinstance(result, ChatStream):
+            result.on_finish(self._finalizer(ctx, key))
+        return result
+
+    def _finalizer(
+        self, ctx: CallContext, key: str
+    ) -> Callable[[ChatStream, RelayError | None], None]:
+        def finished(stream: ChatStream, error: RelayError | None) -> None:
+            if error is None:
+                return
+            outcome = self.outcome_of(error)
+            if outcome is None:
+                return
+            late = Outcome(False, open_s=outcome.open_s, reason=outcome.reason, late=True)
+            task = asyncio.get_running_loop().create_task(self._record_late(ctx, key, late))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+        return finished
+
+    async def _record_late(self, ctx: CallContext, key: str, outcome: Outcome) -> None:
+        self._report(ctx, key, await self.store.record(key, ctx.clock.now(), self.policy, outcome))
+
+    def _report(self, ctx: CallContext, key: str, change: Transition | None) -> None:
+        if change is None or not ctx.listeners:
+            return
+        if change.opened:
+            ctx.emit(CircuitOpened(key, change.open_s, change.reason))
+        else:
+            ctx.emit(CircuitClosed(key))
+
+    def _open_error(self, key: str, admission: Admission) -> CircuitOpenError:
+        if admission.wait_s is not None:
+            message = (
+                f"is skipped: its circuit is open for {admission.wait_s:.1f} s more "
+                f"after {admission.reason}"
+            )
+        else:
+            probes = self.policy.half_open_probes
+            message = (
+                f"is skipped: its circuit is half-open after {admission.reason} and "
+                f"{'its probe call is' if probes == 1 else f'all {probes} probe calls are'} "
+                "still in flight"
+            )
+        return CircuitOpenError(message, target=key or None, retry_after=admission.wait_s)
+
+    async def aclose(self) -> None:
+        """Wait for verdicts still being recorded, so none is lost when the Relay closes."""
+        if self._pending:
+            await asyncio.wait(self._pending)
+
+
+def _check_int(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")

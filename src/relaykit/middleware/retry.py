@@ -1,0 +1,432 @@
+"""Retry: call again after a failure that another try can fix, within a budget and a deadline.
+
+The work is split the way tower splits it: ``RetryPolicy.decide`` is a pure function that says
+whether a failure is retried and after how long; ``Retry`` is the small loop that sleeps on
+``ctx.clock`` and calls again; ``RetryBudget`` caps retries to a share of calls, so an outage
+does not multiply the load on a provider that is already failing.
+
+What is retried: errors whose ``retryable`` is True (5xx, timeouts, broken connections, 429
+rate limits), never quota, auth, invalid-request or context-window errors, unless ``retry_on``
+replaces that rule. A stream is retried only before its first chunk, which is automatic:
+``call_next`` returns a stream only once its first chunk arrived, and a break after that
+surfaces while the caller iterates, as ``StreamInterruptedError``, which is never retried.
+
+Stacking: a Retry inside a Retry multiplies attempts (``Retry(attempts=3)`` around a target that
+has its own ``Retry(attempts=3)`` may send 9 requests), and each layer spends its own budget.
+Keep one Retry per path, either around the whole fallback chain or per target; ``Relay`` may
+reject two Retry layers on one chain, which is what ``Retry.stacks_with_retry = False`` tells it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
+
+from relaykit.errors import AllTargetsFailedError, RelayError, StreamInterruptedError
+from relaykit.events import Retrying
+from relaykit.pipeline import CallContext, Handler, Response
+from relaykit.types import ChatRequest
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
+__all__ = ["Retry", "RetryBudget", "RetryPolicy", "RetryRule", "StopStrategy", "WaitStrategy"]
+
+RetryRule = type[RelayError] | Callable[[RelayError], bool]
+"""An error type to retry, or a predicate on the error."""
+WaitStrategy = Callable[["RetryCallState"], float]
+"""A tenacity ``wait_*`` object (or any callable of a RetryCallState giving seconds)."""
+StopStrategy = Callable[["RetryCallState"], bool]
+"""A tenacity ``stop_*`` object (or any callable of a RetryCallState giving True to stop)."""
+
+# 2 ** 64 times any base delay is far past every cap; a larger exponent would overflow a float.
+_MAX_EXPONENT: Final = 64
+# Deposits are fractions (0.2 per call); summing them may land a hair under a whole token.
+_EPSILON: Final = 1e-9
+_SLOTS: Final = 10
+
+
+class _Default:
+    """Marks ``Retry(budget=...)`` left out: each Retry then gets a fresh ``RetryBudget()``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "RetryBudget()"
+
+
+_DEFAULT_BUDGET: Final = _Default()
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Decides, without a clock or a network, whether a failure is retried and after how long.
+
+    >>> policy = RetryPolicy(attempts=3, base_delay_s=0.5, jitter=False)
+    >>> policy.decide(ProviderError("answered 503"), 1, elapsed_s=0.2, remaining_s=None)
+    0.5
+    """
+
+    attempts: int = 3
+    base_delay_s: float = 0.5
+    max_delay_s: float = 20.0
+    max_wait_s: float = 60.0
+    jitter: bool = True
+    retry_on: tuple[RetryRule, ...] | None = None
+    wait: WaitStrategy | None = None
+    stop: StopStrategy | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
+            raise ValueError(
+                f"attempts must be a whole number of at least 1, got {self.attempts!r}"
+            )
+        if self.attempts < 1:
+            raise ValueError(f"attempts must be at least 1 (1 means no retry), got {self.attempts}")
+        _check_seconds("base_delay_s", self.base_delay_s)
+        _check_seconds("max_delay_s", self.max_delay_s)
+        _check_seconds("max_wait_s", self.max_wait_s)
+        if self.max_delay_s < self.base_delay_s:
+            raise ValueError(
+                f"max_delay_s must be at least base_delay_s ({self.base_delay_s}), "
+                f"got {self.max_delay_s}"
+            )
+        if self.max_delay_s > self.max_wait_s:
+            raise ValueError(
+                f"max_delay_s must not exceed max_wait_s ({self.max_wait_s}): a backoff longer "
+                f"than max_wait_s would never be waited; got {self.max_delay_s}"
+            )
+        for rule in self.retry_on or ():
+            if isinstance(rule, type):
+                if not issubclass(rule, RelayError):
+                    raise ValueError(
+                        f"retry_on takes RelayError subclasses or predicates on errors; "
+                        f"{rule.__name__} is not a RelayError"
+                    )
+            elif not callable(rule):
+                raise ValueError(
+                    f"retry_on takes RelayError subclasses or predicates on errors, got {rule!r}"
+                )
+        for name, strategy in (("wait", self.wait), ("stop", self.stop)):
+            if strategy is not None and not callable(strategy):
+                raise ValueError(
+                    f"{name} must be a tenacity {name}_* object (a callable of the retry state), "
+                    f"got {strategy!r}"
+                )
+
+    def decide(
+        self,
+        error: RelayError,
+        attempt_number: int,
+        elapsed_s: float,
+        remaining_s: float | None,
+        *,
+        draw: float = 1.0,
+    ) -> float | None:
+        """Seconds to wait before the next attempt, or None to give up now.
+
+        ``attempt_number`` counts attempts made so far (1 after the first failure),
+        ``elapsed_s`` is the time since the call started, ``remaining_s`` the time left before
+        its deadline (None: no deadline), and ``draw`` a uniform number in [0, 1) for full
+        jitter (the middleware passes ``ctx.clock.random()``; 1.0 gives the jitter's ceiling).
+        """
+        verdict = self.verdict(error, attempt_number, elapsed_s, remaining_s, draw=draw)
+        return verdict if isinstance(verdict, float) else None
+
+    def verdict(
+        self,
+        error: RelayError,
+        attempt_number: int,
+        elapsed_s: float,
+        remaining_s: float | None,
+        *,
+        draw: float = 1.0,
+    ) -> float | str | None:
+        """``decide``, but a refusal says why: a note for the error, or None when the error
+        itself says it (it is not retryable)."""
+        if not self.retries(error):
+            return None
+        if self.stop is None and attempt_number >= self.attempts:
+            return _gave_up(attempt_number)
+        tenacity_given = self.wait is not None or self.stop is not None
+        state = _state(error, attempt_number, elapsed_s) if tenacity_given else None
+        if error.retry_after is not None:
+            delay = float(error.retry_after)
+            if delay > self.max_wait_s:
+                return (
+                    f"{_gave_up(attempt_number)}: the provider asked to retry after {delay:.1f} s, "
+                    f"more than max_wait_s={self.max_wait_s:g}"
+                )
+        elif self.wait is not None:
+            delay = max(0.0, float(self.wait(_as_call_state(state))))
+            if delay > self.max_wait_s:
+                return (
+                    f"{_gave_up(attempt_number)}: the wait strategy asked for {delay:.1f} s, "
+                    f"more than max_wait_s={self.max_wait_s:g}"
+                )
+        else:
+            exponent = min(attempt_number - 1, _MAX_EXPONENT)
+            delay = min(self.max_delay_s, self.base_delay_s * 2.0**exponent)
+            if self.jitter:
+                delay *= draw
+        if self.stop is not None:
+            assert state is not None
+            state.upcoming_sleep = delay
+            if self.stop(_as_call_state(state)):
+                return _gave_up(attempt_number)
+        if remaining_s is not None and delay >= remaining_s:
+            return (
+                f"{_gave_up(attempt_number)}: waiting {delay:.1f} s for the next attempt would "
+                f"pass the deadline ({max(remaining_s, 0.0):.1f} s left)"
+            )
+        return float(delay)
+
+    def retries(self, error: RelayError) -> bool:
+        """Whether ``error`` is the kind of failure this policy retries at all.
+
+        A rule in ``retry_on`` matches an ``AllTargetsFailedError`` when it matches the group
+        or any target's error in it, the way the group's own ``retryable`` is any of theirs.
+        """
+        if isinstance(error, StreamInterruptedError):
+            return False  # the caller already holds part of the answer
+        if self.retry_on is None:
+            return error.retryable
+        if isinstance(error, AllTargetsFailedError):
+            return self._matches(error) or any(self._matches(a.error) for a in error.attempts)
+        return self._matches(error)
+
+    def _matches(self, error: RelayError) -> bool:
+        return any(
+            isinstance(error, rule) if isinstance(rule, type) else rule(error)
+            for rule in self.retry_on or ()
+        )
+
+
+class RetryBudget:
+    """Caps retries to a share of calls, so an outage does not multiply load (tower, gRPC).
+
+    Each call deposits ``ratio`` tokens and each retry withdraws one; on top of that,
+    ``min_per_s`` retries per second are always allowed, so a quiet service can still retry.
+    Deposits and withdrawals count for ``ttl_s`` seconds of ``ctx.clock`` time, then expire.
+    ``RetryBudget(ratio=0.2)`` lets retries add at most ~20 % to the calls made.
+    """
+
+    __slots__ = ("_generation", "_reserve", "_slot_s", "_slots", "min_per_s", "ratio", "ttl_s")
+
+    def __init__(self, *, ratio: float = 0.2, min_per_s: float = 1.0, ttl_s: float = 10.0) -> None:
+        if not _is_number(ratio) or not 0 <= ratio <= 1000:
+            raise ValueError(
+                f"ratio must be between 0 and 1000 retries per call (0.2 = 20 %), got {ratio!r}"
+            )
+        _check_seconds("min_per_s", min_per_s)
+        if not _is_number(ttl_s) or not 0 < ttl_s < float("inf"):
+            raise ValueError(f"ttl_s must be a positive number of seconds, got {ttl_s!r}")
+        self.ratio = float(ratio)
+        self.min_per_s = float(min_per_s)
+        self.ttl_s = float(ttl_s)
+        # The window is a ring of slots, so both deposit and withdraw stay O(1): expired slots
+        # are cleared as time moves past them.
+        self._slot_s = self.ttl_s / _SLOTS
+        self._slots = [0.0] * _SLOTS
+        self._generation: int | None = None
+        self._reserve = self.min_per_s * self.ttl_s
+
+    def __repr__(self) -> str:
+        return (
+            f"RetryBudget(ratio={self.ratio:g}, min_per_s={self.min_per_s:g}, ttl_s={self.ttl_s:g})"
+        )
+
+    def deposit(self, now: float) -> None:
+        """Record one call at ``now`` (clock seconds)."""
+        generation = int(now // self._slot_s)
+        if generation != self._generation:
+            self._advance(generation)
+        self._slots[generation % _SLOTS] += self.ratio
+
+    def withdraw(self, now: float) -> bool:
+        """Take one retry's token at ``now``; False when the budget is spent."""
+        generation = int(now // self._slot_s)
+        if generation != self._generation:
+            self._advance(generation)
+        if sum(self._slots) + self._reserve < 1.0 - _EPSILON:
+            return False
+        self._slots[generation % _SLOTS] -= 1.0
+        return True
+
+    def _advance(self, generation: int) -> None:
+        previous = self._generation
+        if previous is not None and generation < previous:
+            generation = previous  # a clock never runs backwards; do not let one corrupt the ring
+        elif previous is None or generation - previous >= _SLOTS:
+            self._slots = [0.0] * _SLOTS
+        else:
+            for passed in range(previous + 1, generation + 1):
+                self._slots[passed % _SLOTS] = 0.0
+        self._generation = generation
+
+
+class Retry:
+    """Calls again after failures that a retry can fix, with jittered exponential backoff.
+
+    Only ``retryable`` errors are retried (never quota, auth, invalid requests or context-window
+    errors; ``retry_on`` replaces that rule with error types and predicates). The wait is
+    full-jitter exponential, ``base_delay_s * 2**(n-1)`` capped at ``max_delay_s``, or exactly
+    the provider's Retry-After; a wait longer than ``max_wait_s`` or than the time left before
+    the call's deadline is not taken: the error surfaces at once (or the fallback moves on).
+    tenacity's ``wait_*`` and ``stop_*`` objects may replace the backoff and ``attempts``.
+    ``budget`` caps retries to a share of calls (``None``: no cap). When retries are used up,
+    the last error is raised as it is, with a note saying how many attempts were made.
+
+    >>> Relay(targets=[backend], middleware=[Retry(attempts=4, max_wait_s=30)])
+    >>> Retry(wait=tenacity.wait_fixed(2), stop=tenacity.stop_after_delay(20))
+    """
+
+    stacks_with_retry: ClassVar[bool] = False
+    """A Retry inside another Retry multiplies attempts; Relay may refuse that combination."""
+
+    __slots__ = ("budget", "policy")
+
+    def __init__(
+        self,
+        *,
+        attempts: int = 3,
+        base_delay_s: float = 0.5,
+        max_delay_s: float = 20.0,
+        max_wait_s: float = 60.0,
+        jitter: bool = True,
+        retry_on: Sequence[RetryRule] | None = None,
+        wait: WaitStrategy | None = None,
+        stop: StopStrategy | None = None,
+        budget: RetryBudget | _Default | None = _DEFAULT_BUDGET,
+    ) -> None:
+        if isinstance(retry_on, type | str) or (
+            retry_on is not None and not isinstance(retry_on, Sequence)
+        ):
+            raise ValueError(
+                "retry_on must be a list of RelayError subclasses or predicates, "
+                f"e.g. retry_on=[ProviderError]; got {retry_on!r}"
+            )
+        self.policy = RetryPolicy(
+            attempts=attempts,
+            base_delay_s=base_delay_s,
+            max_delay_s=max_delay_s,
+            max_wait_s=max_wait_s,
+            jitter=jitter,
+            retry_on=tuple(retry_on) if retry_on is not None else None,
+            wait=wait,
+            stop=stop,
+        )
+        if isinstance(budget, _Default):
+            budget = RetryBudget()  # one per Retry, so two Relays never share a budget
+        elif budget is not None and not isinstance(budget, RetryBudget):
+            raise ValueError(f"budget must be a RetryBudget or None, got {budget!r}")
+        self.budget: RetryBudget | None = budget
+
+    def __repr__(self) -> str:
+        p = self.policy
+        return (
+            f"Retry(attempts={p.attempts}, base_delay_s={p.base_delay_s:g}, "
+            f"max_delay_s={p.max_delay_s:g}, max_wait_s={p.max_wait_s:g}, budget={self.budget!r})"
+        )
+
+    async def __call__(
+        self, request: ChatRequest, ctx: CallContext, call_next: Handler
+    ) -> Response:
+        budget = self.budget
+        if budget is not None:
+            budget.deposit(ctx.clock.now())
+        try:
+            return await call_next(request, ctx)
+        except RelayError as exc:
+            error = exc
+        # Retried outside the except block, so a later error is not chained to this one.
+        return await self._retry(request, ctx, call_next, error)
+
+    async def _retry(
+        self, request: ChatRequest, ctx: CallContext, call_next: Handler, error: RelayError
+    ) -> Response:
+        policy, budget, clock = self.policy, self.budget, ctx.clock
+        attempt = 1
+        while True:
+            verdict = policy.verdict(
+                error, attempt, clock.now() - ctx.started, ctx.remaining(), draw=clock.random()
+            )
+            if not isinstance(verdict, float):
+                if verdict is not None:
+                    error.add_note(verdict)
+                raise error
+            if budget is not None and not budget.withdraw(clock.now()):
+                error.add_note(
+                    f"{_gave_up(attempt)}: the retry budget is spent ({budget!r}); "
+                    "too many calls are failing right now"
+                )
+                raise error
+            attempt += 1
+            if ctx.listeners:
+                ctx.emit(Retrying(error.target, attempt, verdict, error))
+            if verdict > 0:
+                await clock.sleep(verdict)
+            try:
+                return await call_next(request, ctx)
+            except RelayError as exc:
+                error = exc
+
+
+class _CallState:
+    """The parts of tenacity's RetryCallState that its wait and stop strategies read."""
+
+    __slots__ = (
+        "args",
+        "attempt_number",
+        "fn",
+        "idle_for",
+        "kwargs",
+        "next_action",
+        "outcome",
+        "outcome_timestamp",
+        "retry_object",
+        "seconds_since_start",
+        "start_time",
+        "upcoming_sleep",
+    )
+
+    def __init__(self, outcome: Any, attempt_number: int, elapsed_s: float) -> None:
+        self.attempt_number = attempt_number
+        self.outcome = outcome
+        self.seconds_since_start = elapsed_s
+        self.upcoming_sleep = 0.0
+        self.idle_for = 0.0  # time already slept is not tracked by the pure policy
+        self.start_time = 0.0
+        self.outcome_timestamp = elapsed_s
+        self.next_action = None
+        self.retry_object = None
+        self.fn = None
+        self.args: tuple[object, ...] = ()
+        self.kwargs: dict[str, object] = {}
+
+
+def _state(error: RelayError, attempt_number: int, elapsed_s: float) -> _CallState:
+    # Imported here, on a failure with tenacity strategies configured: tenacity stays off the
+    # happy path and out of ``import relaykit``.
+    import tenacity
+
+    outcome = tenacity.Future.construct(attempt_number, error, has_exception=True)
+    return _CallState(outcome, attempt_number, elapsed_s)
+
+
+def _as_call_state(state: _CallState | None) -> RetryCallState:
+    return cast("RetryCallState", state)
+
+
+def _gave_up(attempts: int) -> str:
+    return f"relaykit: gave up after {attempts} attempt{'s' if attempts != 1 else ''}"
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_seconds(name: str, value: object) -> None:
+    if not _is_number(value) or not 0 <= cast(float, value) < float("inf"):
+        raise ValueError(f"{name} must be a finite number of at least 0, got {value!r}")
