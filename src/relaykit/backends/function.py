@@ -44,7 +44,10 @@ class FunctionBackend:
         self.fn = fn
         self.name: str = name or str(getattr(fn, "__name__", "function"))
         self.model = model
-        self._is_async = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
+        call = getattr(fn, "__call__", None)  # an object whose __call__ is async is async too
+        self._is_async = any(
+            inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f) for f in (fn, call)
+        )
 
     def __repr__(self) -> str:
         return f"FunctionBackend({self.fn!r}, name={self.name!r}, model={self.model!r})"
