@@ -44,9 +44,10 @@ class FunctionBackend:
         self.fn = fn
         self.name: str = name or str(getattr(fn, "__name__", "function"))
         self.model = model
-        call = getattr(fn, "__call__", None)  # an object whose __call__ is async is async too
+        # An object whose __call__ is async is async too.
         self._is_async = any(
-            inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f) for f in (fn, call)
+            inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f)
+            for f in (fn, type(fn).__call__)
         )
 
     def __repr__(self) -> str:
