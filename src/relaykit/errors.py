@@ -17,6 +17,7 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BadResponseError",
+    "CacheMissError",
     "CircuitOpenError",
     "ConfigError",
     "ContentFilterError",
@@ -152,6 +153,10 @@ class CircuitOpenError(RelayError):
 
 class LocalRateLimitError(RelayError):
     """relaykit's own rate limit for this target is used up: no request was sent."""
+
+
+class CacheMissError(RelayError):
+    """A call with ``cache="only"`` found no usable cached answer: no request was sent."""
 
 
 class ConfigError(ValueError):

@@ -1,0 +1,320 @@
+"""Cache: answer a repeated request from a store instead of asking a provider again.
+
+**The key** is a 128-bit blake2b hash of the request's canonical JSON — ``request.body()`` with
+sorted keys — which holds every field the caller set: ``messages``, ``model`` (the name or route
+alias the caller asked for), ``temperature``, ``top_p``, ``max_tokens``, ``stop``, ``seed``,
+``tools``, ``tool_choice``, ``response_format``, ``n``, ``logprobs``, ``user`` and provider extras
+from ``extra_body``. Only ``stream`` and ``stream_options`` are left out, so a streamed and a
+plain call share one entry. Not in the key: ``extra_headers``, and which target or upstream model
+answers — give each differently configured Relay its own ``namespace=`` when they share a store.
+
+The hash is prefixed by the namespace and the tenant (``Relay.acomplete(..., tenant=...)``), each
+length-prefixed, so one tenant never reads another's answer and no two (namespace, tenant)
+pairs can produce the same key. The layout, for stores that show keys (Redis)::
+
+    <len(namespace)>:<namespace><tenant>:<32 hex digits>
+    tenant = "-" for no tenant, else <len(tenant)>:<tenant>      e.g. "0:4:acme:9f86d081..."
+
+**What is stored**: complete answers only — every choice has a ``finish_reason`` and none is
+``length`` or ``content_filter``. A stream is stored when it ends cleanly; a broken stream, one
+the caller closed early, and every error are never stored.
+
+**Single flight**: concurrent misses on one key make one upstream call; the others wait for it
+and get a copy of its answer (a stream leader's answer once its stream ended; a streaming
+follower gets it replayed as chunks). When the leader fails with a ``RelayError`` before it has
+an answer, the followers waiting at that moment raise the same error — they asked the same
+question within the same moment, and a herd of doomed retries would only add load to a
+struggling provider. When the leader ends without an answer for reasons of its own (cancelled,
+its stream broke or was closed early), the followers go on as misses, one new leader at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+from hashlib import blake2b
+
+from relaykit.clock import Clock
+from relaykit.errors import CacheMissError, RelayError
+from relaykit.events import CacheHit, CacheMiss
+from relaykit.pipeline import CallContext, Handler, Response
+from relaykit.stores.cache import CacheStore, MemoryCacheStore, copy_completion
+from relaykit.stream import ChatStream
+from relaykit.types import ChatCompletion, ChatRequest
+
+__all__ = ["Cache"]
+
+_log = logging.getLogger("relaykit")
+
+_UNKEYED = frozenset({"stream", "stream_options"})
+_TRUNCATED = frozenset({"length", "content_filter"})
+
+# What a flight lands with: an answer to share (a private copy, which each follower copies
+# again, since the leader's caller may mutate its own object meanwhile), an error to share, or
+# None (nothing to share: the followers ask themselves).
+_Outcome = ChatCompletion | RelayError | None
+_Flight = asyncio.Future[_Outcome]
+
+
+class Cache:
+    """Answers identical requests from a cache, per tenant, with one upstream call per miss.
+
+    ``ttl_s`` is how long an answer stays (per call: ``cache_ttl_s=``); ``max_entries`` bounds
+    the default in-memory store (ignored when you pass ``store=``, e.g. a shared Redis store).
+    Per call, ``cache=`` chooses: ``"use"`` (default), ``"bypass"`` (neither read nor write),
+    ``"refresh"`` (skip the read, store the new answer) or ``"only"`` (never call upstream
+    nor wait for an identical call in flight: a miss raises ``CacheMissError``);
+    ``cache_max_age_s=`` treats older entries as misses; ``cache_ttl_s=0`` stores nothing.
+    A hit reports ``answer.relay.cached`` True and streams replay the stored answer as chunks.
+
+    >>> relay = Relay(targets=[backend], middleware=[Cache(ttl_s=600)])
+    >>> await relay.acomplete(messages=msgs, tenant="acme", cache_max_age_s=60)
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl_s: float = 600,
+        max_entries: int = 10_000,
+        store: CacheStore | None = None,
+        namespace: str = "",
+    ) -> None:
+        if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float):
+            raise ValueError(f"ttl_s must be a number of seconds, got {ttl_s!r}")
+        if not (0 < ttl_s < math.inf):
+            raise ValueError(f"ttl_s must be a finite number of seconds above 0, got {ttl_s!r}")
+        if not isinstance(namespace, str):
+            raise ValueError(f"namespace must be a str, got {namespace!r}")
+        if store is not None and not isinstance(store, CacheStore):
+            raise ValueError(
+                f"store must implement CacheStore (async get, set and delete), got {store!r}"
+            )
+        self.ttl_s = float(ttl_s)
+        self.namespace = namespace
+        # MemoryCacheStore validates max_entries, even when a store is given, so a typo in an
+        # unused argument still fails here rather than silently later.
+        default = MemoryCacheStore(max_entries=max_entries)
+        self.store: CacheStore = store if store is not None else default
+        self._prefix = f"{len(namespace)}:{namespace}"
+        self._flights: dict[str, _Flight] = {}
+        self._writes: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"Cache(ttl_s={self.ttl_s:g}, store={self.store!r}, namespace={self.namespace!r})"
+
+    def key(self, request: ChatRequest, tenant: str | None = None) -> str | None:
+        """The store key of ``request`` for ``tenant``; None when its body is not JSON."""
+        body = request.body()
+        try:
+            text = json.dumps(
+                {k: v for k, v in body.items() if k not in _UNKEYED},
+                sort_keys=True,
+                separators=(",", ":"),
+            )
+        except (TypeError, ValueError):
+            return None  # a Python object in extra_body (a FunctionBackend's): not cacheable
+        digest = blake2b(text.encode(), digest_size=16).hexdigest()
+        owner = "-" if tenant is None else f"{len(tenant)}:{tenant}"
+        return f"{self._prefix}{owner}:{digest}"
+
+    async def __call__(
+        self, request: ChatRequest, ctx: CallContext, call_next: Handler
+    ) -> Response:
+        mode = ctx.cache
+        if mode == "bypass":
+            return await call_next(request, ctx)
+        key = self.key(request, ctx.tenant)
+        if key is None:
+            return await call_next(request, ctx)
+        if mode == "refresh":
+            if ctx.listeners:
+                ctx.emit(CacheMiss(key))
+            return await self._lead(request, ctx, call_next, key, None)
+        cached = await self.store.get(key, ctx.clock.now())
+        if cached is not None and (
+            ctx.cache_max_age_s is None or cached.age_s <= ctx.cache_max_age_s
+        ):
+            if ctx.listeners:
+                ctx.emit(CacheHit(key, cached.age_s))
+            return cached.completion  # the store's copy: the caller may mutate it
+        if mode == "only":
+            if ctx.listeners:
+                ctx.emit(CacheMiss(key))
+            raise CacheMissError(self._only_miss(cached is not None, ctx.cache_max_age_s))
+        return await self._miss(request, ctx, call_next, key)
+
+    async def _miss(
+        self, request: ChatRequest, ctx: CallContext, call_next: Handler, key: str
+    ) -> Response:
+        # Bounded: each round waits for one leader to land, and a landing without an answer
+        # makes the first waiter to wake the next leader.
+        while (flight := self._flights.get(key)) is not None:
+            # shield: a follower that gives up (its deadline, its caller) must not cancel the
+            # flight the leader and the other followers share.
+            outcome = await asyncio.shield(flight)
+            if isinstance(outcome, ChatCompletion):
+                if ctx.listeners:
+                    ctx.emit(CacheHit(key, 0.0))
+                return copy_completion(outcome)
+            if outcome is not None:
+                raise outcome
+        if ctx.listeners:
+            ctx.emit(CacheMiss(key))
+        flight = asyncio.get_running_loop().create_future()
+        self._flights[key] = flight
+        return await self._lead(request, ctx, call_next, key, flight)
+
+    async def _lead(
+        self,
+        request: ChatRequest,
+        ctx: CallContext,
+        call_next: Handler,
+        key: str,
+        flight: _Flight | None,
+    ) -> Response:
+        """Ask upstream, share the outcome with the flight's followers, store a complete answer.
+
+        ``flight`` is None for ``cache="refresh"``, which neither joins nor leads a flight.
+        """
+        try:
+            result = await call_next(request, ctx)
+        except RelayError as exc:
+            self._land(key, flight, exc)
+            raise
+        except BaseException:
+            self._land(key, flight, None)
+            raise
+        ttl_s = ctx.cache_ttl_s if ctx.cache_ttl_s is not None else self.ttl_s
+        if isinstance(result, ChatStream):
+            # Nothing to share until the stream ends; _StreamLanding lands it then (or when
+            # the stream is dropped unfinished, so followers never wait forever).
+            result.on_finish(_StreamLanding(self, key, flight, ctx.clock, ttl_s))
+            return result
+        # The caller owns ``result`` and may mutate it once we return: followers get a snapshot
+        # taken now, and the store keeps its own (the CacheStore contract).
+        shared = copy_completion(result) if flight is not None else None
+        if ttl_s > 0 and _complete(result):
+            if flight is not None and not flight.done():
+                flight.set_result(shared)  # followers go on while the write happens
+            try:
+                await self.store.set(key, result, ctx.clock.now(), ttl_s)
+            except Exception:
+                # The answer is in hand; a failed write costs a later miss, not this call.
+                _log.exception("relaykit cache store %r failed to store an answer", self.store)
+            finally:
+                self._land(key, flight, shared)
+        else:
+            self._land(key, flight, shared)
+        return result
+
+    def _land(self, key: str, flight: _Flight | None, outcome: _Outcome) -> None:
+        """End a flight: share ``outcome`` with its followers and let the next miss lead."""
+        if flight is None:
+            return
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+        if not flight.done():
+            flight.set_result(outcome)
+
+    def _store_later(
+        self, key: str, flight: _Flight | None, completion: ChatCompletion, now: float, ttl_s: float
+    ) -> None:
+        """Store a finished stream's answer from a (synchronous) stream finalizer.
+
+        The flight stays registered, already holding the answer, until the write is done, so a
+        call made right after the stream ended is a hit even before the store has it.
+        """
+        # Nobody else holds ``completion`` (a fresh assembly, and the store keeps its own copy),
+        # so it is shared as is: each follower copies it.
+        if flight is not None and not flight.done():
+            flight.set_result(completion)
+        task = asyncio.get_running_loop().create_task(
+            self._write(key, flight, completion, now, ttl_s)
+        )
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write(
+        self,
+        key: str,
+        flight: _Flight | None,
+        completion: ChatCompletion,
+        now: float,
+        ttl_s: float,
+    ) -> None:
+        try:
+            await self.store.set(key, completion, now, ttl_s)
+        except Exception:
+            _log.exception("relaykit cache store %r failed to store an answer", self.store)
+        finally:
+            self._land(key, flight, completion)
+
+    async def aclose(self) -> None:
+        """Finish the writes of answers from streams that just ended.
+
+        A store you passed in is yours to close: several Caches may share it.
+        """
+        while self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+
+    def _only_miss(self, too_old: bool, max_age_s: float | None) -> str:
+        why = (
+            f"the cached answer is older than cache_max_age_s={max_age_s:g}"
+            if too_old and max_age_s is not None
+            else "no answer to this request is cached"
+        )
+        return (
+            f"cache='only' found nothing to serve ({why}) and sent no request. Call with "
+            "cache='use' to ask a target on a miss"
+        )
+
+
+class _StreamLanding:
+    """The finalizer of a stream a Cache leader returned: stores it and lands its flight.
+
+    If the caller drops the stream without finishing or closing it, no finalizer ever runs;
+    this object is then freed with the stream, and ``__del__`` lands the flight empty so the
+    followers ask upstream themselves instead of waiting forever.
+    """
+
+    __slots__ = ("cache", "clock", "flight", "key", "landed", "loop", "ttl_s")
+
+    def __init__(
+        self, cache: Cache, key: str, flight: _Flight | None, clock: Clock, ttl_s: float
+    ) -> None:
+        self.cache = cache
+        self.key = key
+        self.flight = flight
+        self.clock = clock
+        self.ttl_s = ttl_s
+        self.loop = asyncio.get_running_loop()
+        self.landed = False
+
+    def __call__(self, stream: ChatStream, error: RelayError | None) -> None:
+        self.landed = True
+        if error is not None or not stream.ended_cleanly:
+            self.cache._land(self.key, self.flight, None)
+            return
+        completion = stream.partial()  # a fresh object, which nobody else holds
+        if self.ttl_s > 0 and _complete(completion):
+            self.cache._store_later(self.key, self.flight, completion, self.clock.now(), self.ttl_s)
+        else:
+            self.cache._land(self.key, self.flight, completion)
+
+    def __del__(self) -> None:
+        if self.landed or self.flight is None:
+            return
+        # May run on another thread (a SyncChatStream dropped by sync code) or at shutdown.
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left waiting
+            self.loop.call_soon_threadsafe(self.cache._land, self.key, self.flight, None)
+
+
+def _complete(completion: ChatCompletion) -> bool:
+    """Whether the answer is whole: every choice finished, none cut short or filtered."""
+    choices = completion.choices
+    return bool(choices) and all(
+        c.finish_reason is not None and c.finish_reason not in _TRUNCATED for c in choices
+    )

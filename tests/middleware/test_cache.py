@@ -1,0 +1,493 @@
+"""Cache: repeated requests are answered without a provider call, per tenant, never wrongly."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from relaykit import (
+    FunctionBackend,
+    OpenAICompatible,
+    ProviderError,
+    Relay,
+    StreamInterruptedError,
+)
+from relaykit.errors import CacheMissError
+from relaykit.events import CacheHit, CacheMiss, Event
+from relaykit.middleware.cache import Cache
+from relaykit.stores.cache import MemoryCacheStore
+from relaykit.testing import FakeProvider, Reply
+from relaykit.testing.clock import FakeClock
+from relaykit.types import ChatCompletion, ChatRequest
+
+BackendFactory = Callable[..., OpenAICompatible]  # the conftest fixture `backend`
+HI = [{"role": "user", "content": "hi"}]
+CALL = {"id": "t", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+
+
+def ask(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": text}]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def relay_with(
+    provider: FakeProvider, backend: BackendFactory, clock: FakeClock
+) -> AsyncIterator[Any]:
+    """``relay_with(cache, **relay_options)``: a Relay over the FakeProvider with that Cache."""
+    made: list[Relay] = []
+
+    def make(cache: Cache | None = None, **options: Any) -> Relay:
+        relay = Relay(
+            targets=[backend(provider)], middleware=[cache or Cache()], clock=clock, **options
+        )
+        made.append(relay)
+        return relay
+
+    yield make
+    for relay in made:
+        await relay.aclose()
+
+
+async def streamed_text(relay: Relay, **request: Any) -> tuple[str, Any]:
+    stream = relay.astream(**request)
+    pieces = [chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices]
+    return "".join(pieces), stream.relay
+
+
+# --- hits -----------------------------------------------------------------------------------
+
+
+async def test_second_identical_call_is_answered_from_the_cache(
+    provider: FakeProvider, relay_with: Any
+) -> None:
+    provider.script(Reply.ok("first answer"), Reply.ok("second answer"))
+    relay = relay_with()
+    first = await relay.acomplete(messages=HI, model="gpt", temperature=0.2)
+    second = await relay.acomplete(messages=HI, model="gpt", temperature=0.2)
+    assert first.content == second.content == "first answer"
+    assert first.relay.cached is False and first.relay.attempts == 1
+    assert second.relay.cached is True and second.relay.attempts == 0
+    assert provider.request_count == 1
+
+
+async def test_any_semantic_difference_is_a_different_entry(
+    provider: FakeProvider, relay_with: Any
+) -> None:
+    relay = relay_with()
+    await relay.acomplete(messages=HI, temperature=0.2)
+    await relay.acomplete(messages=HI, temperature=0.3)
+    await relay.acomplete(messages=HI, temperature=0.2, user="u-1")
+    await relay.acomplete(messages=HI, temperature=0.2, extra_body={"top_k": 5})
+    assert provider.request_count == 4
+
+
+async def test_stream_after_plain_call_is_replayed_from_the_cache(
+    provider: FakeProvider, relay_with: Any
+) -> None:
+    provider.default = Reply.ok("cached words here")
+    relay = relay_with()
+    plain = await relay.acomplete(messages=HI)
+    text, info = await streamed_text(relay, messages=HI, stream_options={"include_usage": True})
+    assert text == plain.content == "cached words here"
+    assert info.cached is True
+    assert provider.request_count == 1
+
+
+async def test_plain_call_after_stream_is_answered_from_the_cache(
+    provider: FakeProvider, relay_with: Any
+) -> None:
+    provider.default = Reply.ok("streamed once")
+    relay = relay_with()
+    text, info = await streamed_text(relay, messages=HI)
+    plain = await relay.acomplete(messages=HI)
+    assert text == plain.content == "streamed once"
+    assert info.cached is False and plain.relay.cached is True
+    assert provider.request_count == 1
+    assert provider.requests[0].stream
+
+
+async def test_mutating_an_answer_does_not_change_the_cached_one(
+    provider: FakeProvider, relay_with: Any
+) -> None:
+    provider.default = Reply.ok("pristine")
+    relay = relay_with()
+    first = await relay.acomplete(messages=HI)
+    first.choices[0].message.content = "edited by caller"
+    hit = await relay.acomplete(messages=HI)
+    hit.choices[0].message.content = "edited again"
+    hit.choices[0].message.note = "an unknown field"
+    hit.choices.clear()
+    hit.note = "an unknown field"
+    again = await relay.acomplete(messages=HI)
+    assert again.content == "pristine"
+    assert "note" not in again.model_dump() and "note" not in again.choices[0].message.model_dump()
+    assert provider.request_count == 1
+
+
+async def test_store_hands_out_answers_that_share_nothing_mutable() -> None:
+    original = ChatCompletion.model_validate(
+        {
+            "id": "c1",
+            "choices": [
+                {
+                    "message": {"role": "assistant", "content": None, "tool_calls": [CALL]},
+                    "finish_reason": "tool_calls",
+                    "provider_extra": {"nested": [1, 2]},
+                }
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+        }
+    )
+    store = MemoryCacheStore()
+    await store.set("k", original, now=0.0, ttl_s=10)
+    original.choices[0].message.content = "changed after set"
+    first = await store.get("k", now=1.0)
+    assert first is not None and first.age_s == 1.0
+    assert first.completion.content is None  # what was stored, not the later change
+    first.completion.choices[0].message.tool_calls[0].function.name = "g"  # type: ignore[index]
+    first.completion.choices[0].provider_extra["nested"].append(3)  # type: ignore[attr-defined]
+    first.completion.usage.total_tokens = 99  # type: ignore[union-attr]
+    second = await store.get("k", now=2.0)
+    assert second is not None
+    assert second.completion.choices[0].message.tool_calls[0].function.name == "f"  # type: ignore[index]
+    assert second.completion.choices[0].provider_extra == {"nested": [1, 2]}  # type: ignore[attr-defined]
+    assert second.completion.usage.total_tokens == 3  # type: ignore[union-attr]
+
+
+# --- tenants and keys -----------------------------------------------------------------------
+
+
+async def test_tenants_never_share_answers(provider: FakeProvider, relay_with: Any) -> None:
+    provider.script(Reply.ok("for acme"), Reply.ok("for globex"))
+    relay = relay_with()
+    acme = await relay.acomplete(messages=HI, tenant="acme")
+    globex = await relay.acomplete(messages=HI, tenant="globex")
+    acme_again = await relay.acomplete(messages=HI, tenant="acme")
+    globex_again = await relay.acomplete(messages=HI, tenant="globex")
+    assert (acme.content, globex.content) == ("for acme", "for globex")
+    assert (acme_again.content, globex_again.content) == ("for acme", "for globex")
+    assert provider.request_count == 2
+
+
+async def test_no_tenant_and_empty_tenant_are_different_tenants(
+    provider: FakeProvider, relay_with: Any
+) -> None:
+    provider.script(Reply.ok("nobody's"), Reply.ok("empty string's"))
+    relay = relay_with()
+    none = await relay.acomplete(messages=HI)
+    empty = await relay.acomplete(messages=HI, tenant="")
+    assert (none.content, empty.content) == ("nobody's", "empty string's")
+    assert provider.request_count == 2
+
+
+def test_keys_of_namespace_and_tenant_pairs_never_collide() -> None:
+    request = ChatRequest.model_validate({"messages": HI})
+    pairs = [("", None), ("", ""), ("", "-"), ("a", None), ("", "a"), ("ab", None),
+             ("a", "b"), ("a:", "b"), ("a", ":b"), ("1:a", None), ("", "1:a")]  # fmt: skip
+    keys = {Cache(namespace=ns).key(request, tenant) for ns, tenant in pairs}
+    assert len(keys) == len(pairs)
+
+
+def test_streamed_and_plain_requests_have_one_key() -> None:
+    plain = ChatRequest.model_validate({"messages": HI, "stream": False})
+    streamed = ChatRequest.model_validate(
+        {"messages": HI, "stream": True, "stream_options": {"include_usage": True}}
+    )
+    assert Cache().key(plain, "t") == Cache().key(streamed, "t")
+
+
+# --- time -----------------------------------------------------------------------------------
+
+
+async def test_entry_expires_after_ttl(
+    provider: FakeProvider, relay_with: Any, clock: FakeClock
+) -> None:
+    relay = relay_with(Cache(ttl_s=10))
+    await relay.acomplete(messages=HI)
+    clock.advance(9.5)
+    assert (await relay.acomplete(messages=HI)).relay.cached is True
+    clock.advance(1)
+    assert (await relay.acomplete(messages=HI)).relay.cached is False
+    assert provider.request_count == 2
+
+
+async def test_per_call_ttl_overrides_the_default(
+    provider: FakeProvider, relay_with: Any, clock: FakeClock
+) -> None:
+    relay = relay_with(Cache(ttl_s=600))
+    await relay.acomplete(messages=HI, cache_ttl_s=2)
+    clock.advance(3)
+    assert (await relay.acomplete(messages=HI)).relay.cached is False
+    assert provider.request_count == 2
+
+
+async def test_entry_older_than_max_age_is_a_miss_and_is_replaced(
+    provider: FakeProvider, relay_with: Any, clock: FakeClock
+) -> None:
+    provider.script(Reply.ok("old"), Reply.ok("fresh"))
+    relay = relay_with()
+    await relay.acomplete(messages=HI)
+    clock.advance(30)
+    assert (await relay.acomplete(messages=HI, cache_max_age_s=60)).content == "old"
+    fresh = await relay.acomplete(messages=HI, cache_max_age_s=10)
+    assert fresh.content == "fresh" and fresh.relay.cached is False
+    assert (await relay.acomplete(messages=HI)).content == "fresh"
+    assert provider.request_count == 2
+
+
+# --- per-call modes -------------------------------------------------------------------------
+
+
+async def test_bypass_asks_upstream_and_stores_nothing(
+    provider: FakeProvider, relay_with: Any
+) -> None:
+    relay = relay_with()
+    await relay.acomplete(messages=HI, cache="bypass")
+    await relay.acomplete(messages=HI, cache="bypass")
+    after = await relay.acomplete(messages=HI)
+    assert after.relay.cached is False
+    assert provider.request_count == 3
+
+
+async def test_refresh_asks_upstream_and_replaces_the_entry(
+    provider: FakeProvider, relay_with: Any
+) -> None:
+    provider.script(Reply.ok("old"), Reply.ok("new"))
+    relay = relay_with()
+    await relay.acomplete(messages=HI)
+    refreshed = await relay.acomplete(messages=HI, cache="refresh")
+    after = await relay.acomplete(messages=HI)
+    assert refreshed.content == "new" and refreshed.relay.cached is False
+    assert after.content == "new" and after.relay.cached is True
+    assert provider.request_count == 2
+
+
+async def test_only_raises_on_a_miss_without_asking_upstream(
+    provider: FakeProvider, relay_with: Any
+) -> None:
+    relay = relay_with()
+    with pytest.raises(CacheMissError, match="cache='use'"):
+        await relay.acomplete(messages=HI, cache="only")
+    with pytest.raises(CacheMissError):
+        await relay.astream(messages=HI, cache="only")
+    assert provider.request_count == 0
+    await relay.acomplete(messages=HI)
+    assert (await relay.acomplete(messages=HI, cache="only")).relay.cached is True
+    assert provider.request_count == 1
+
+
+# --- what is never stored -------------------------------------------------------------------
+
+
+async def test_errors_are_not_cached(provider: FakeProvider, relay_with: Any) -> None:
+    provider.script(Reply.server_error(), Reply.ok("recovered"))
+    relay = relay_with()
+    with pytest.raises(ProviderError):
+        await relay.acomplete(messages=HI)
+    second = await relay.acomplete(messages=HI)
+    third = await relay.acomplete(messages=HI)
+    assert second.content == third.content == "recovered"
+    assert third.relay.cached is True
+    assert provider.request_count == 2
+
+
+@pytest.mark.parametrize("reason", ["length", "content_filter"])
+async def test_truncated_answers_are_not_cached(
+    provider: FakeProvider, relay_with: Any, reason: str
+) -> None:
+    provider.default = Reply.ok("cut off mid", finish_reason=reason)
+    relay = relay_with()
+    await relay.acomplete(messages=HI)
+    again = await relay.acomplete(messages=HI)
+    assert again.relay.cached is False
+    assert provider.request_count == 2
+
+
+async def test_interrupted_stream_is_not_cached(provider: FakeProvider, relay_with: Any) -> None:
+    provider.script(Reply.ok("one two three four five").drop_after(3))
+    relay = relay_with()
+    with pytest.raises(StreamInterruptedError):
+        await streamed_text(relay, messages=HI)
+    answer = await relay.acomplete(messages=HI)
+    assert answer.relay.cached is False
+    assert provider.request_count == 2
+
+
+async def test_stream_closed_early_by_the_caller_is_not_cached(
+    provider: FakeProvider, relay_with: Any
+) -> None:
+    provider.default = Reply.ok("one two three four five")
+    relay = relay_with()
+    stream = relay.astream(messages=HI)
+    async for _ in stream:
+        break
+    await stream.aclose()
+    answer = await relay.acomplete(messages=HI)
+    assert answer.relay.cached is False
+    assert provider.request_count == 2
+
+
+# --- single flight --------------------------------------------------------------------------
+
+
+async def test_concurrent_identical_misses_make_one_upstream_call(
+    provider: FakeProvider, relay_with: Any
+) -> None:
+    # real-time: the reply is delayed 0.2 s on the wire so all ten calls overlap.
+    provider.default = Reply.ok("shared answer").delayed(0.2)
+    relay = relay_with()
+    answers = await asyncio.gather(*(relay.acomplete(messages=HI) for _ in range(10)))
+    assert [a.content for a in answers] == ["shared answer"] * 10
+    assert sum(a.relay.cached is False for a in answers) == 1
+    assert len({id(a) for a in answers}) == 10  # each caller owns its answer
+    assert provider.request_count == 1
+
+
+async def test_streaming_leader_shares_its_answer_with_plain_and_streaming_followers(
+    provider: FakeProvider, relay_with: Any
+) -> None:
+    # real-time: the reply is delayed 0.2 s on the wire so all calls overlap.
+    provider.default = Reply.ok("one answer for all").delayed(0.2)
+    relay = relay_with()
+    leader = asyncio.create_task(streamed_text(relay, messages=HI))
+    await asyncio.sleep(0)  # the stream asks first
+    plain = [relay.acomplete(messages=HI) for _ in range(3)]
+    streams = [streamed_text(relay, messages=HI) for _ in range(3)]
+    results = await asyncio.gather(leader, *plain, *streams)
+    texts = [r[0] if isinstance(r, tuple) else r.content for r in results]
+    assert texts == ["one answer for all"] * 7
+    assert provider.request_count == 1
+
+
+async def test_followers_share_the_leaders_error(provider: FakeProvider, relay_with: Any) -> None:
+    # real-time: the error is delayed 0.2 s on the wire so the calls overlap.
+    provider.script(Reply.server_error().delayed(0.2))
+    relay = relay_with()
+    results = await asyncio.gather(
+        *(relay.acomplete(messages=HI) for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(r, ProviderError) for r in results)
+    assert provider.request_count == 1
+
+
+async def test_followers_ask_themselves_when_the_leader_is_cancelled(
+    provider: FakeProvider, relay_with: Any
+) -> None:
+    # real-time: the first reply is delayed so the leader is still waiting when cancelled.
+    provider.script(Reply.ok("never delivered").delayed(0.5), Reply.ok("follower's own"))
+    relay = relay_with()
+    leader = asyncio.create_task(relay.acomplete(messages=HI))
+    for _ in range(200):  # real-time: until the leader's request reached the provider
+        if provider.request_count:
+            break
+        await asyncio.sleep(0.005)
+    follower = asyncio.create_task(relay.acomplete(messages=HI))
+    await asyncio.sleep(0)
+    leader.cancel()
+    answer = await follower
+    assert answer.content == "follower's own" and answer.relay.cached is False
+    assert provider.request_count == 2
+
+
+async def test_a_follower_giving_up_does_not_disturb_the_leader(
+    provider: FakeProvider, relay_with: Any
+) -> None:
+    # real-time: the reply is delayed 0.2 s on the wire so the calls overlap.
+    provider.default = Reply.ok("still delivered").delayed(0.2)
+    relay = relay_with()
+    leader = asyncio.create_task(relay.acomplete(messages=HI))
+    await asyncio.sleep(0)
+    follower = asyncio.create_task(relay.acomplete(messages=HI))
+    patient = asyncio.create_task(relay.acomplete(messages=HI))
+    await asyncio.sleep(0)
+    follower.cancel()
+    assert (await leader).content == (await patient).content == "still delivered"
+    assert follower.cancelled()
+    assert provider.request_count == 1
+
+
+async def test_followers_ask_themselves_when_the_leader_drops_its_stream(clock: FakeClock) -> None:
+    release = asyncio.Event()
+    calls = 0
+
+    async def model(request: ChatRequest) -> AsyncIterator[str]:
+        nonlocal calls
+        calls += 1
+        yield "first "
+        await release.wait()
+        yield "second"
+
+    relay = Relay(targets=[FunctionBackend(model)], middleware=[Cache()], clock=clock)
+    leader = await relay.astream(messages=HI)  # committed: its first chunk has arrived
+    follower = asyncio.create_task(relay.acomplete(messages=HI))
+    await asyncio.sleep(0)
+    assert not follower.done()
+    release.set()
+    del leader  # dropped without reading to the end or closing
+    gc.collect()
+    answer = await asyncio.wait_for(follower, 5)  # real-time: a bound, only reached on failure
+    assert answer.content == "first second"
+    assert calls == 2
+    await relay.aclose()
+
+
+# --- bounds, events, configuration ----------------------------------------------------------
+
+
+async def test_max_entries_evicts_the_least_recently_used(
+    provider: FakeProvider, relay_with: Any
+) -> None:
+    relay = relay_with(Cache(max_entries=2))
+    for text in ("a", "b", "c"):
+        await relay.acomplete(messages=ask(text))
+    assert (await relay.acomplete(messages=ask("c"))).relay.cached is True
+    assert (await relay.acomplete(messages=ask("a"))).relay.cached is False
+    assert provider.request_count == 4
+
+
+async def test_hits_and_misses_are_reported_as_events(
+    provider: FakeProvider, relay_with: Any, clock: FakeClock
+) -> None:
+    seen: list[Event] = []
+    relay = relay_with(listeners=[seen.append])
+    await relay.acomplete(messages=HI)
+    clock.advance(4)
+    await relay.acomplete(messages=HI)
+    cache_events = [e for e in seen if isinstance(e, CacheHit | CacheMiss)]
+    assert len(cache_events) == 2
+    miss, hit = cache_events
+    assert isinstance(miss, CacheMiss) and isinstance(hit, CacheHit)
+    assert hit.key == miss.key and hit.age_s == 4
+
+
+async def test_a_shared_store_serves_two_caches(provider: FakeProvider, relay_with: Any) -> None:
+    store = MemoryCacheStore()
+    one = relay_with(Cache(store=store))
+    two = relay_with(Cache(store=store))
+    await one.acomplete(messages=HI)
+    assert (await two.acomplete(messages=HI)).relay.cached is True
+    assert provider.request_count == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"ttl_s": 0}, "ttl_s"),
+        ({"ttl_s": float("inf")}, "ttl_s"),
+        ({"max_entries": 0}, "max_entries"),
+        ({"namespace": 3}, "namespace"),
+        ({"store": object()}, "store"),
+    ],
+)
+def test_bad_configuration_fails_at_construction(options: dict[str, Any], named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        Cache(**options)
