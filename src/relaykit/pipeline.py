@@ -49,6 +49,10 @@ class CallContext:
     attempt: int = 0
     target: str | None = None
     failures: list[Attempt] = field(default_factory=list)
+    # Set by Timeout for the layers inside it; the target's upstream request reads them. None
+    # means unbounded (and costs nothing). first_token_timeout_s is only set for streams.
+    attempt_timeout_s: float | None = None
+    first_token_timeout_s: float | None = None
 
     def emit(self, event: Event) -> None:
         """Send ``event`` to every listener; a failing listener never fails the call."""

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 
 from relaykit.backends.base import Backend
-from relaykit.errors import RelayError
+from relaykit.errors import ProviderTimeout, RelayError
 from relaykit.events import AttemptFailed, AttemptStarted, AttemptSucceeded
 from relaykit.pipeline import CallContext, Handler, Middleware, Response, compose
 from relaykit.types import ChatRequest
@@ -72,10 +72,13 @@ def _upstream(backend: Backend, name: str) -> Handler:
         if ctx.listeners:
             ctx.emit(AttemptStarted(name, attempt, backend.model or request.model))
         try:
-            if request.stream:
+            # Only a Timeout sets these; without one, no timeout scope is entered at all.
+            if ctx.attempt_timeout_s is not None or ctx.first_token_timeout_s is not None:
+                result: Response = await _ask_in_time(backend, request, ctx, name)
+            elif request.stream:
                 stream = await backend.astream(request, ctx)
                 stream.target = name
-                result: Response = stream
+                result = stream
             else:
                 result = await backend.acomplete(request, ctx)
         except RelayError as exc:
@@ -88,3 +91,40 @@ def _upstream(backend: Backend, name: str) -> Handler:
         return result
 
     return call
+
+
+async def _ask_in_time(
+    backend: Backend, request: ChatRequest, ctx: CallContext, name: str
+) -> Response:
+    """One upstream request within the attempt timeout (for a stream: until its first chunk),
+    the first-token timeout and the call's deadline, whichever ends first."""
+    limit = ctx.attempt_timeout_s
+    bound = "attempt_s"
+    first = ctx.first_token_timeout_s if request.stream else None
+    if first is not None and (limit is None or first < limit):
+        limit, bound = first, "first_token_s"
+    remaining = ctx.remaining()
+    if remaining is not None and (limit is None or remaining < limit):
+        if remaining <= 0:
+            raise ProviderTimeout("was not called: the call's deadline had already passed")
+        limit, bound = remaining, "total_s"
+    try:
+        async with ctx.clock.timeout(limit):
+            if request.stream:
+                stream = await backend.astream(request, ctx)
+                stream.target = name
+                return stream
+            return await backend.acomplete(request, ctx)
+    except TimeoutError:
+        if limit is None:  # not our scope: no limit applied to this (non-streamed) request
+            raise
+        # Retryable: the fallback moves on at once, and a Retry may try this target again.
+        if bound == "attempt_s":
+            what = f"did not answer within the {limit:g} s attempt timeout"
+        elif bound == "first_token_s":
+            what = f"sent no first chunk within the {limit:g} s first-token timeout"
+        else:
+            what = f"did not answer before the call's deadline ({limit:.3g} s were left)"
+        raise ProviderTimeout(
+            f"{what}. Raise Timeout({bound}=...) or add a fallback target", target=name
+        ) from None

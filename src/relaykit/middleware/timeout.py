@@ -1,0 +1,184 @@
+"""Timeout: a deadline for the whole call, and bounds on one attempt and on a stream's silences.
+
+Every bound is measured on ``ctx.clock``, so ``FakeClock`` tests them without waiting. The four
+bounds work at different places:
+
+- ``total_s`` sets ``ctx.deadline``, which every inner layer already respects (backoff sleeps,
+  HTTP timeouts, rate-limit waits), and cancels whatever is still running when it passes.
+- ``attempt_s`` and ``first_token_s`` are left on the context for the target's upstream request,
+  which bounds itself by them; so each attempt gets its own budget, however many a Retry or a
+  Fallback inside this Timeout makes.
+- ``idle_s`` (and ``total_s``, past a stream's first chunk) watch the stream the caller reads.
+
+A Timeout only ever tightens: an inner one never extends an outer deadline or bound. Each bound
+holds for the layers inside it and is lifted when the call leaves it, so a Timeout in one
+target's middleware bounds that target only.
+
+Cost: one timer scope per call for ``total_s``, one per attempt for ``attempt_s`` and
+``first_token_s``, one per chunk for ``idle_s`` (a few microseconds each); no Timeout, no cost.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+
+from relaykit.errors import ProviderTimeout, RelayError, StreamInterruptedError
+from relaykit.pipeline import CallContext, Handler, Response
+from relaykit.stream import ChatStream
+from relaykit.types import ChatCompletionChunk, ChatRequest
+
+__all__ = ["Timeout"]
+
+
+class Timeout:
+    """Bounds how long a call, one attempt, a stream's first chunk and its silences may take.
+
+    ``total_s``: the whole call (retries, fallbacks, backoff and, for a stream, reading it to
+    the end) finishes within this many seconds, or fails with ``ProviderTimeout``.
+    ``attempt_s``: one upstream request answers within this (a stream: sends its first chunk),
+    or that attempt fails with a retryable ``ProviderTimeout`` and the fallback moves on.
+    ``first_token_s``: a stream's first chunk arrives within this, per attempt.
+    ``idle_s``: once a stream has started, no more than this passes between two chunks, or the
+    stream fails with ``StreamInterruptedError`` carrying what had arrived.
+
+    >>> Relay(targets=[primary, secondary], middleware=[Timeout(total_s=30, attempt_s=10)])
+    >>> Target(backend, middleware=[CircuitBreaker(), Timeout(first_token_s=5, idle_s=20)])
+
+    Place ``idle_s`` inside a target's ``CircuitBreaker`` if a stall should count as that
+    target's failure: layers outside a Timeout see its stall as a broken stream, layers inside
+    it see their stream closed early.
+    """
+
+    __slots__ = ("attempt_s", "first_token_s", "idle_s", "total_s")
+
+    def __init__(
+        self,
+        *,
+        total_s: float | None = None,
+        attempt_s: float | None = None,
+        first_token_s: float | None = None,
+        idle_s: float | None = None,
+    ) -> None:
+        self.total_s = _seconds("total_s", total_s)
+        self.attempt_s = _seconds("attempt_s", attempt_s)
+        self.first_token_s = _seconds("first_token_s", first_token_s)
+        self.idle_s = _seconds("idle_s", idle_s)
+        if total_s is None and attempt_s is None and first_token_s is None and idle_s is None:
+            raise ValueError(
+                "Timeout needs at least one of total_s, attempt_s, first_token_s or idle_s"
+            )
+
+    def __repr__(self) -> str:
+        fields = ("total_s", "attempt_s", "first_token_s", "idle_s")
+        given = ", ".join(f"{f}={getattr(self, f)!r}" for f in fields if getattr(self, f))
+        return f"Timeout({given})"
+
+    async def __call__(
+        self, request: ChatRequest, ctx: CallContext, call_next: Handler
+    ) -> Response:
+        outer_deadline = ctx.deadline
+        outer_attempt = ctx.attempt_timeout_s
+        outer_first = ctx.first_token_timeout_s
+        if self.attempt_s is not None and (outer_attempt is None or self.attempt_s < outer_attempt):
+            ctx.attempt_timeout_s = self.attempt_s
+        first = self.first_token_s
+        if first is not None and request.stream and (outer_first is None or first < outer_first):
+            ctx.first_token_timeout_s = first
+        deadline: float | None = None
+        own = True  # whether this Timeout's total_s, not an outer deadline, is the binding one
+        try:
+            if self.total_s is None:
+                result = await call_next(request, ctx)
+            else:
+                now = ctx.clock.now()
+                deadline = now + self.total_s
+                if outer_deadline is not None and outer_deadline < deadline:
+                    deadline, own = outer_deadline, False
+                ctx.deadline = deadline
+                try:
+                    async with ctx.clock.timeout(deadline - now):
+                        result = await call_next(request, ctx)
+                except TimeoutError:
+                    raise ProviderTimeout(
+                        f"{'did not finish' if ctx.target else 'no target answered'} "
+                        f"{self._deadline(own, deadline - now)}. Raise Timeout(total_s=...) or "
+                        "make the targets answer sooner",
+                        target=ctx.target,
+                    ) from None
+        finally:
+            # Lifted on the way out: the next target, or the next try of an outer Retry, starts
+            # from the bounds outside this Timeout.
+            ctx.deadline = outer_deadline
+            ctx.attempt_timeout_s = outer_attempt
+            ctx.first_token_timeout_s = outer_first
+        if isinstance(result, ChatStream) and (deadline is not None or self.idle_s is not None):
+            return await self._watch(result, ctx, deadline, own)
+        return result
+
+    def _deadline(self, own: bool, allowed_s: float | None = None) -> str:
+        if own:
+            return f"within the call's {self.total_s:g} s deadline"
+        if allowed_s is None:
+            return "before the call's deadline"
+        return f"before the call's deadline ({max(allowed_s, 0.0):.3g} s were left)"
+
+    async def _watch(
+        self, stream: ChatStream, ctx: CallContext, deadline: float | None, own: bool
+    ) -> ChatStream:
+        """The same stream, failing with a typed error when it stalls or outlives the deadline."""
+        chunks = self._chunks(stream, ctx, deadline, own)
+        # The first chunk has already arrived (the stream is committed). Taking it through the
+        # watcher starts it, so closing the watched stream early also closes the inner one.
+        first = await anext(chunks)
+        watched = ChatStream(first, chunks, target=stream.target)
+        watched.relay = stream.relay
+        return watched
+
+    async def _chunks(
+        self, stream: ChatStream, ctx: CallContext, deadline: float | None, own: bool
+    ) -> AsyncIterator[ChatCompletionChunk]:
+        clock = ctx.clock
+        idle_s = self.idle_s
+        try:
+            yield await anext(stream)
+            while True:
+                limit = idle_s
+                if deadline is not None:
+                    left = deadline - clock.now()
+                    if limit is None or left < limit:
+                        limit = left
+                try:
+                    async with clock.timeout(limit):
+                        chunk = await anext(stream)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    if idle_s is not None and limit == idle_s:
+                        what = f"sent no chunk for {idle_s:g} s, the idle timeout"
+                    else:
+                        what = f"did not finish its stream {self._deadline(own)}"
+                    raise ProviderTimeout(what, target=stream.target) from None
+                except StreamInterruptedError as exc:
+                    # The inner stream already wrapped the provider's error; hand on that error
+                    # so the caller's StreamInterruptedError is not wrapped twice.
+                    cause = exc.__cause__
+                    if not isinstance(cause, RelayError):
+                        raise
+                    raise cause from cause.__cause__
+                yield chunk
+        finally:
+            await stream.aclose()  # releases the connection when stalled or closed early
+
+
+def _seconds(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{name} must be a positive, finite number of seconds, got {value!r}")
+    return float(value)
