@@ -9,11 +9,13 @@ answer = relay.complete(messages=[{"role": "user", "content": "Hello"}])
 from relaykit import presets
 from relaykit.backends import Backend, FunctionBackend, OpenAICompatible
 from relaykit.clock import Clock, SystemClock
+from relaykit.decorators import resilient
 from relaykit.errors import (
     AllTargetsFailedError,
     Attempt,
     AuthenticationError,
     BadResponseError,
+    CacheMissError,
     CircuitOpenError,
     ConfigError,
     ContentFilterError,
@@ -29,7 +31,18 @@ from relaykit.errors import (
     RequestValidationError,
     StreamInterruptedError,
 )
-from relaykit.middleware.fallback import Fallback
+from relaykit.middleware.cache import Cache
+from relaykit.middleware.circuit_breaker import CircuitBreaker
+from relaykit.middleware.fallback import (
+    Fallback,
+    answer_check,
+    empty_answer,
+    invalid_json,
+    refusal,
+)
+from relaykit.middleware.rate_limit import RateLimit
+from relaykit.middleware.retry import Retry, RetryBudget
+from relaykit.middleware.timeout import Timeout
 from relaykit.pipeline import CallContext, Handler, Middleware
 from relaykit.relay import Relay, SyncChatStream
 from relaykit.stream import ChatStream
@@ -42,11 +55,14 @@ __all__ = [
     "AuthenticationError",
     "Backend",
     "BadResponseError",
+    "Cache",
+    "CacheMissError",
     "CallContext",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatRequest",
     "ChatStream",
+    "CircuitBreaker",
     "CircuitOpenError",
     "Clock",
     "ConfigError",
@@ -63,15 +79,24 @@ __all__ = [
     "ProviderError",
     "ProviderTimeout",
     "QuotaExceededError",
+    "RateLimit",
     "RateLimitError",
     "Relay",
     "RelayError",
     "RelayInfo",
     "RequestValidationError",
+    "Retry",
+    "RetryBudget",
     "StreamInterruptedError",
     "SyncChatStream",
     "SystemClock",
     "Target",
+    "Timeout",
     "Usage",
+    "answer_check",
+    "empty_answer",
+    "invalid_json",
     "presets",
+    "refusal",
+    "resilient",
 ]

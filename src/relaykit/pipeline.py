@@ -53,6 +53,9 @@ class CallContext:
     # means unbounded (and costs nothing). first_token_timeout_s is only set for streams.
     attempt_timeout_s: float | None = None
     first_token_timeout_s: float | None = None
+    # Raises BadResponseError for an answer the caller cannot use (e.g. structured output that
+    # does not validate); the attempt then counts as failed, so Retry and Fallback take over.
+    validate: Callable[[ChatCompletion], None] | None = None
 
     def emit(self, event: Event) -> None:
         """Send ``event`` to every listener; a failing listener never fails the call."""

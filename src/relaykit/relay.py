@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Awaitable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self, get_args
+from typing import Any, Protocol, Self, TypeVar, get_args
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -25,6 +25,7 @@ from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest, Rel
 
 __all__ = ["Relay", "Strategy", "SyncChatStream"]
 
+F = TypeVar("F", bound=Callable[..., Any])
 _REQUEST_FIELDS = frozenset(ChatRequest.model_fields) - {"stream"}
 _CACHE_MODES = get_args(CacheMode)
 # Union members and discriminator tags pydantic puts in error locations; not field names.
@@ -112,6 +113,18 @@ class Relay:
 
         return cls(**build_relay_arguments(load_config(source)), clock=clock, listeners=listeners)
 
+    def prompt(self, **options: Any) -> Callable[[F], F]:
+        """Decorate a typed function as a model call through this Relay.
+
+        The docstring (or the string the function returns) is the prompt and the arguments fill
+        it; a ``str`` return annotation gives the answer's text, a pydantic model gives validated
+        structured output. ``options`` are request arguments (``model=``, ``temperature=``) and
+        ``system=`` for a system message. See ``relaykit.decorators``.
+        """
+        from relaykit.decorators import prompt
+
+        return prompt(self, **options)
+
     def _router(self) -> Handler:
         """One handler per chain, picked by the request's model alias when routes exist."""
         default = self.strategy.build([t.bind() for t in self.targets]) if self.targets else None
@@ -149,11 +162,17 @@ class Relay:
         cache_max_age_s: float | None = None,
         extra_headers: Mapping[str, str] | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        validate: Callable[[ChatCompletion], None] | None = None,
         **request: Any,
     ) -> ChatCompletion:
-        """One chat completion; raises a typed ``RelayError`` when no target could answer."""
+        """One chat completion; raises a typed ``RelayError`` when no target could answer.
+
+        ``validate(answer)`` may raise ``BadResponseError`` to reject an answer: that attempt
+        then counts as failed, and Retry and Fallback handle it like any other failure.
+        """
         chat = _validate(request, extra_body, stream=False)
         ctx = self._context(tenant, cache, cache_ttl_s, cache_max_age_s, extra_headers)
+        ctx.validate = validate
         result = await self._handler(chat, ctx)
         if isinstance(result, ChatStream):  # a middleware answered with a stream: read it all
             result = await result.completion()

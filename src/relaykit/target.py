@@ -9,7 +9,7 @@ from relaykit.backends.base import Backend
 from relaykit.errors import ProviderTimeout, RelayError
 from relaykit.events import AttemptFailed, AttemptStarted, AttemptSucceeded
 from relaykit.pipeline import CallContext, Handler, Middleware, Response, compose
-from relaykit.types import ChatRequest
+from relaykit.types import ChatCompletion, ChatRequest
 
 __all__ = ["BoundTarget", "Target"]
 
@@ -81,6 +81,8 @@ def _upstream(backend: Backend, name: str) -> Handler:
                 result = stream
             else:
                 result = await backend.acomplete(request, ctx)
+            if ctx.validate is not None and isinstance(result, ChatCompletion):
+                ctx.validate(result)
         except RelayError as exc:
             exc.target = name
             if ctx.listeners:

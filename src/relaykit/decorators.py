@@ -1,0 +1,321 @@
+"""Decorators: typed prompt functions, and resilience around functions that call models themselves.
+
+``@relay.prompt()`` turns a typed function into a model call through that Relay: the function's
+docstring (or the string it returns) is the prompt, its arguments fill it, and its return
+annotation decides the result: ``str`` gives the answer's text, a pydantic model gives validated
+structured output (requested as ``response_format: json_schema``). An answer that does not
+validate counts as a failed attempt, so Retry and Fallback handle it like any other failure.
+
+``@resilient(...)`` wraps a function that calls a model with any SDK (the openai SDK, httpx, ...):
+the same middlewares run around it, the SDK's exceptions are classified into relaykit's taxonomy,
+and fallback calls the function again with the next model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
+
+from pydantic import BaseModel, PrivateAttr, ValidationError
+
+from relaykit.backends.function import FunctionBackend
+from relaykit.classify import error_from_http
+from relaykit.errors import (
+    BadResponseError,
+    ProviderConnectionError,
+    ProviderTimeout,
+    RelayError,
+)
+from relaykit.pipeline import Middleware
+from relaykit.target import Target
+from relaykit.types import ChatCompletion, ChatRequest
+
+if TYPE_CHECKING:
+    from relaykit.relay import Relay
+
+__all__ = ["classify_exception", "prompt", "resilient"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# --- @relay.prompt ------------------------------------------------------------------------------
+
+
+def prompt(
+    relay: Relay,
+    *,
+    model: str | None = None,
+    system: str | None = None,
+    **options: Any,
+) -> Callable[[F], F]:
+    """Make a typed function a model call through ``relay`` (``@relay.prompt(...)``)."""
+
+    def decorate(fn: F) -> F:
+        signature = inspect.signature(fn)
+        returns = get_type_hints(fn).get("return", str)
+        structured = isinstance(returns, type) and issubclass(returns, BaseModel)
+        call_options: dict[str, Any] = dict(options)
+        if model is not None:
+            call_options["model"] = model
+        if structured:
+            call_options["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": returns.__name__,
+                    "schema": returns.model_json_schema(),
+                    "strict": False,
+                },
+            }
+
+        def request_for(args: tuple[Any, ...], kwargs: dict[str, Any], body: Any) -> dict[str, Any]:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            text = body if isinstance(body, str) else _fill(fn, bound.arguments)
+            messages = [{"role": "user", "content": text}]
+            if system is not None:
+                messages.insert(0, {"role": "system", "content": system})
+            return {"messages": messages, **call_options}
+
+        def check(answer: ChatCompletion) -> None:
+            if structured:
+                _parse(returns, answer)
+
+        def result(answer: ChatCompletion) -> Any:
+            return _parse(returns, answer) if structured else answer.content
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                body = await fn(*args, **kwargs)
+                answer = await relay.acomplete(validate=check, **request_for(args, kwargs, body))
+                return result(answer)
+
+            return run_async  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def run_sync(*args: Any, **kwargs: Any) -> Any:
+            body = fn(*args, **kwargs)
+            answer = relay.complete(validate=check, **request_for(args, kwargs, body))
+            return result(answer)
+
+        return run_sync  # type: ignore[return-value]
+
+    return decorate
+
+
+def _fill(fn: Callable[..., Any], arguments: Mapping[str, Any]) -> str:
+    template = inspect.getdoc(fn)
+    if not template:
+        raise TypeError(
+            f"{fn.__qualname__} has no docstring and returned no string: give it a docstring "
+            "with {placeholders} for its arguments, or return the prompt"
+        )
+    try:
+        return template.format(**arguments)
+    except KeyError as exc:
+        raise TypeError(
+            f"{fn.__qualname__}'s docstring uses {{{exc.args[0]}}}, which is not an argument"
+        ) from None
+
+
+def _parse(model: type[BaseModel], answer: ChatCompletion) -> Any:
+    try:
+        return model.model_validate_json(answer.content or "")
+    except ValidationError as exc:
+        problem = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in problem["loc"]) or "answer"
+        raise BadResponseError(
+            f"gave an answer that is not a valid {model.__name__} ({where}: {problem['msg']})",
+            target=answer.relay.target if answer.relay else None,
+        ) from None
+
+
+# --- @resilient ---------------------------------------------------------------------------------
+
+_CALL: contextvars.ContextVar[tuple[tuple[Any, ...], dict[str, Any]]] = contextvars.ContextVar(
+    "relaykit_resilient_call"
+)
+
+
+class _Envelope(ChatCompletion):
+    """Carries the wrapped function's own return value through the pipeline and the cache."""
+
+    _value: Any = PrivateAttr(default=None)
+
+
+def resilient(
+    *,
+    retry: Middleware | int | None = None,
+    fallback_models: Sequence[str] = (),
+    cache: Middleware | None = None,
+    timeout: Middleware | float | None = None,
+    middleware: Sequence[Middleware] = (),
+    model_arg: str = "model",
+) -> Callable[[F], F]:
+    """Run relaykit's middlewares around your own model-calling function.
+
+    The function is called with its own arguments; fallback calls it again with
+    ``model_arg=<next model>``. Exceptions from the openai SDK, httpx, aiohttp or requests are
+    classified (status, Retry-After, timeouts, connection errors) so Retry and Fallback decide
+    as they would for a relaykit backend. Cache keys are the function's arguments and the model.
+
+    >>> @resilient(retry=3, fallback_models=["gpt-4o-mini"], timeout=30)
+    ... async def ask(question: str, model: str = "gpt-4o") -> str:
+    ...     answer = await client.chat.completions.create(model=model, messages=[...])
+    ...     return answer.choices[0].message.content
+    """
+
+    def decorate(fn: F) -> F:
+        from relaykit.relay import Relay  # the Relay module imports this one
+
+        signature = inspect.signature(fn)
+        if fallback_models and model_arg not in signature.parameters:
+            raise TypeError(
+                f"{fn.__qualname__} has no {model_arg!r} parameter, so fallback_models cannot be "
+                f"passed to it; add the parameter or set model_arg="
+            )
+        targets = [Target(_backend(fn, None), name=fn.__name__)] + [
+            Target(_backend(fn, m), name=f"{fn.__name__}[{m}]") for m in fallback_models
+        ]
+        layers = [*(_as_timeout(timeout) or ()), *middleware]
+        if cache is not None:
+            layers.insert(0, cache)
+        if retry is not None:
+            layers.append(_as_retry(retry))
+        relay = Relay(targets=targets, middleware=layers)
+
+        def request_for(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            key = json.dumps(bound.arguments, sort_keys=True, default=repr)
+            return {"messages": [{"role": "user", "content": key}], "model": fn.__qualname__}
+
+        async def invoke(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            # The call's arguments reach the backend through a context variable, which the
+            # pipeline's tasks inherit; the synthetic request only carries the cache key.
+            token = _CALL.set((args, kwargs))
+            try:
+                answer = await relay.acomplete(**request_for(args, kwargs))
+            finally:
+                _CALL.reset(token)
+            return answer._value if isinstance(answer, _Envelope) else answer.content
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                return await invoke(args, kwargs)
+
+            run_async.relay = relay  # type: ignore[attr-defined]
+            return run_async  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def run_sync(*args: Any, **kwargs: Any) -> Any:
+            return relay._loop.run(invoke(args, kwargs))  # the Relay's own loop thread
+
+        run_sync.relay = relay  # type: ignore[attr-defined]
+        return run_sync  # type: ignore[return-value]
+
+    return decorate
+
+
+def _backend(fn: Callable[..., Any], model: str | None) -> FunctionBackend:
+    async def call(request: ChatRequest) -> _Envelope:
+        args, kwargs = _CALL.get()
+        if model is not None:
+            kwargs = {**kwargs, "model": model}
+        try:
+            if inspect.iscoroutinefunction(fn):
+                value = await fn(*args, **kwargs)
+            else:
+                value = await asyncio.to_thread(fn, *args, **kwargs)
+        except RelayError:
+            raise
+        except Exception as exc:
+            raise classify_exception(exc) from exc
+        envelope = _Envelope.model_validate(
+            {
+                "id": "resilient",
+                "object": "chat.completion",
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": _text(value)},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+        )
+        envelope._value = value
+        return envelope
+
+    return FunctionBackend(call, name=fn.__name__, model=model)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else repr(value)
+
+
+def classify_exception(exc: BaseException) -> RelayError:
+    """relaykit's error for an exception from the openai SDK, httpx, aiohttp or requests.
+
+    Duck-typed on what those libraries expose (a status code, a response with headers, a body),
+    so none of them is imported.
+    """
+    status = _status_of(exc)
+    name = type(exc).__name__
+    if status is not None:
+        response = getattr(exc, "response", None)
+        headers = getattr(response, "headers", None) or getattr(exc, "headers", None) or {}
+        body = getattr(exc, "body", None)
+        if body is None and response is not None:
+            body = _response_text(response)
+        error = error_from_http(status, body if body is not None else str(exc), dict(headers))
+        error.__cause__ = exc
+        return error
+    if "Timeout" in name or isinstance(exc, TimeoutError):
+        return ProviderTimeout(f"timed out: {name}: {exc}")
+    if "Connect" in name or "Connection" in name or isinstance(exc, ConnectionError | OSError):
+        return ProviderConnectionError(f"could not be reached: {name}: {exc}")
+    return BadResponseError(f"raised {name}: {exc}")
+
+
+def _status_of(exc: BaseException) -> int | None:
+    for source in (exc, getattr(exc, "response", None)):
+        for attribute in ("status_code", "status"):
+            value = getattr(source, attribute, None)
+            if isinstance(value, int) and 100 <= value < 600:
+                return value
+    return None
+
+
+def _response_text(response: Any) -> str | None:
+    text = getattr(response, "text", None)
+    if callable(text) and not inspect.iscoroutinefunction(text):
+        text = None  # aiohttp's text() is a coroutine; its message is on the exception
+    return text if isinstance(text, str) else None
+
+
+def _as_retry(retry: Middleware | int) -> Middleware:
+    if isinstance(retry, int):
+        from relaykit.middleware.retry import Retry
+
+        return Retry(attempts=retry)
+    return retry
+
+
+def _as_timeout(timeout: Middleware | float | None) -> list[Middleware] | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, int | float):
+        from relaykit.middleware.timeout import Timeout
+
+        return [Timeout(total_s=float(timeout))]
+    return [timeout]

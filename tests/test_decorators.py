@@ -1,0 +1,266 @@
+"""@relay.prompt and @resilient: typed prompt functions, and resilience around your own SDK calls."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from pydantic import BaseModel
+
+from relaykit import (
+    AllTargetsFailedError,
+    BadResponseError,
+    OpenAICompatible,
+    ProviderTimeout,
+    QuotaExceededError,
+    RateLimitError,
+    Relay,
+    Target,
+)
+from relaykit.decorators import classify_exception, resilient
+from relaykit.middleware.cache import Cache
+from relaykit.middleware.retry import Retry
+from relaykit.testing import FakeClock, FakeProvider, Reply
+
+
+class Sentiment(BaseModel):
+    label: str
+    confidence: float
+
+
+def relay_for(*providers: FakeProvider, **options: Any) -> Relay:
+    targets = [
+        Target(OpenAICompatible(p.url, api_key="sk-test", model=f"m{i}"), name=f"t{i}")
+        for i, p in enumerate(providers)
+    ]
+    return Relay(targets=targets, **options)
+
+
+async def test_docstring_is_the_prompt_and_arguments_fill_it() -> None:
+    async with FakeProvider() as provider:
+        relay = relay_for(provider)
+
+        @relay.prompt(temperature=0)
+        async def summarize(text: str, words: int = 5) -> str:
+            """Summarize in {words} words: {text}"""
+
+        provider.script(Reply.ok("A short summary."))
+        assert await summarize("a long story") == "A short summary."
+        body = provider.requests[0].body
+        assert body is not None
+        assert body["messages"] == [{"role": "user", "content": "Summarize in 5 words: a long story"}]
+        assert body["temperature"] == 0
+        await relay.aclose()
+
+
+async def test_a_returned_string_is_the_prompt_and_system_is_sent_first() -> None:
+    async with FakeProvider() as provider:
+        relay = relay_for(provider)
+
+        @relay.prompt(system="You are terse.")
+        async def ask(city: str) -> str:
+            return f"What is the capital of {city}?"
+
+        await ask("France")
+        body = provider.requests[0].body
+        assert body is not None
+        assert [m["role"] for m in body["messages"]] == ["system", "user"]
+        assert body["messages"][1]["content"] == "What is the capital of France?"
+        await relay.aclose()
+
+
+async def test_pydantic_return_type_requests_json_schema_and_validates() -> None:
+    async with FakeProvider() as provider:
+        relay = relay_for(provider)
+
+        @relay.prompt()
+        async def classify(text: str) -> Sentiment:
+            """Classify: {text}"""
+
+        provider.script(Reply.ok('{"label": "positive", "confidence": 0.9}'))
+        result = await classify("great!")
+        assert result == Sentiment(label="positive", confidence=0.9)
+        body = provider.requests[0].body
+        assert body is not None
+        assert body["response_format"]["type"] == "json_schema"
+        assert body["response_format"]["json_schema"]["name"] == "Sentiment"
+        assert "confidence" in body["response_format"]["json_schema"]["schema"]["properties"]
+        await relay.aclose()
+
+
+async def test_invalid_structured_answer_falls_back_to_the_next_target() -> None:
+    async with FakeProvider() as first, FakeProvider() as second:
+        relay = relay_for(first, second)
+
+        @relay.prompt()
+        async def classify(text: str) -> Sentiment:
+            """Classify: {text}"""
+
+        first.script(Reply.ok("positive, I think"))
+        second.script(Reply.ok('{"label": "positive", "confidence": 0.8}'))
+        assert (await classify("great!")).confidence == 0.8
+        assert (first.request_count, second.request_count) == (1, 1)
+        await relay.aclose()
+
+
+async def test_invalid_structured_answer_is_retried_on_a_single_target() -> None:
+    async with FakeProvider() as provider:
+        relay = relay_for(provider, middleware=[Retry(attempts=2)], clock=FakeClock())
+
+        @relay.prompt()
+        async def classify(text: str) -> Sentiment:
+            """Classify: {text}"""
+
+        provider.script(Reply.ok("{}"), Reply.ok('{"label": "neutral", "confidence": 0.5}'))
+        assert (await classify("meh")).label == "neutral"
+        assert provider.request_count == 2
+        await relay.aclose()
+
+
+async def test_structured_answer_that_never_validates_raises_bad_response() -> None:
+    async with FakeProvider() as provider:
+        relay = relay_for(provider)
+
+        @relay.prompt()
+        async def classify(text: str) -> Sentiment:
+            """Classify: {text}"""
+
+        provider.script(Reply.ok('{"label": "x"}'))
+        with pytest.raises(BadResponseError, match="not a valid Sentiment"):
+            await classify("meh")
+        await relay.aclose()
+
+
+def test_prompt_works_on_sync_functions() -> None:
+    with FakeProvider() as provider, relay_for(provider) as relay:
+
+        @relay.prompt()
+        def greet(name: str) -> str:
+            """Say hello to {name}."""
+
+        provider.script(Reply.ok("Hello, Ada!"))
+        assert greet("Ada") == "Hello, Ada!"
+
+
+def test_prompt_without_docstring_or_returned_string_says_how_to_fix_it() -> None:
+    relay = Relay(targets=[OpenAICompatible("http://127.0.0.1:9/v1", model="m")])
+
+    @relay.prompt()
+    def nothing(name: str) -> str: ...
+
+    with pytest.raises(TypeError, match="no docstring"):
+        nothing("x")
+    relay.close()
+
+
+# --- @resilient around a function that calls a model with the openai SDK -----------------------
+
+
+async def test_resilient_retries_an_openai_sdk_call_and_returns_its_own_value() -> None:
+    async with FakeProvider() as provider:
+        client = openai.AsyncOpenAI(base_url=provider.url, api_key="sk-test", max_retries=0)
+        provider.script(Reply.overloaded(), Reply.ok("recovered"))
+
+        @resilient(retry=Retry(attempts=3, jitter=False, base_delay_s=0.01))
+        async def ask(question: str, model: str = "gpt-4o") -> str:
+            answer = await client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": question}]
+            )
+            return answer.choices[0].message.content or ""
+
+        assert await ask("hi") == "recovered"
+        assert provider.request_count == 2
+        await client.close()
+
+
+async def test_resilient_falls_back_to_the_next_model_on_quota() -> None:
+    async with FakeProvider() as provider:
+        client = openai.AsyncOpenAI(base_url=provider.url, api_key="sk-test", max_retries=0)
+        provider.script(Reply.quota(), Reply.ok("from the cheaper model"))
+
+        @resilient(retry=3, fallback_models=["gpt-4o-mini"])
+        async def ask(question: str, model: str = "gpt-4o") -> str:
+            answer = await client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": question}]
+            )
+            return answer.choices[0].message.content or ""
+
+        assert await ask("hi") == "from the cheaper model"
+        sent = [r.body["model"] for r in provider.requests if r.body]
+        assert sent == ["gpt-4o", "gpt-4o-mini"]  # quota: no retry on the same model
+        await client.close()
+
+
+async def test_resilient_caches_by_arguments() -> None:
+    calls: list[str] = []
+
+    @resilient(cache=Cache(ttl_s=60))
+    async def lookup(word: str) -> dict[str, str]:
+        calls.append(word)
+        return {"word": word, "meaning": f"meaning of {word}"}
+
+    first = await lookup("relay")
+    again = await lookup("relay")
+    other = await lookup("kit")
+    assert first == again == {"word": "relay", "meaning": "meaning of relay"}
+    assert other["word"] == "kit"
+    assert calls == ["relay", "kit"]
+
+
+async def test_resilient_all_models_failing_raises_with_every_attempt() -> None:
+    async def fail(model: str = "a") -> str:
+        raise httpx.ConnectError("refused")
+
+    wrapped = resilient(fallback_models=["b"])(fail)
+    with pytest.raises(AllTargetsFailedError) as caught:
+        await wrapped()
+    assert [a.target for a in caught.value.attempts] == ["fail", "fail[b]"]
+
+
+def test_resilient_works_on_sync_functions() -> None:
+    attempts: list[str] = []
+
+    @resilient(fallback_models=["backup"])
+    def ask(model: str = "main") -> str:
+        attempts.append(model)
+        if model == "main":
+            raise TimeoutError("slow")
+        return f"answered by {model}"
+
+    assert ask() == "answered by backup"
+    assert attempts == ["main", "backup"]
+
+
+def test_resilient_fallback_needs_a_model_parameter() -> None:
+    with pytest.raises(TypeError, match="no 'model' parameter"):
+
+        @resilient(fallback_models=["b"])
+        async def ask(question: str) -> str:
+            return question
+
+
+def _openai_error(status: int, body: dict[str, Any], headers: dict[str, str]) -> Exception:
+    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    response = httpx.Response(status, headers=headers, content=json.dumps(body), request=request)
+    cls = {429: openai.RateLimitError, 500: openai.InternalServerError}[status]
+    return cls("error", response=response, body=body["error"])
+
+
+def test_classify_openai_sdk_exceptions() -> None:
+    quota = _openai_error(429, {"error": {"code": "insufficient_quota", "message": "no"}}, {})
+    limited = _openai_error(429, {"error": {"message": "slow down"}}, {"retry-after": "3"})
+    assert isinstance(classify_exception(quota), QuotaExceededError)
+    error = classify_exception(limited)
+    assert isinstance(error, RateLimitError) and error.retry_after == 3.0
+    timeout = openai.APITimeoutError(request=httpx.Request("POST", "http://127.0.0.1/"))
+    assert isinstance(classify_exception(timeout), ProviderTimeout)
+
+
+def test_classify_httpx_status_errors() -> None:
+    request = httpx.Request("POST", "http://127.0.0.1/")
+    response = httpx.Response(503, request=request, text="upstream down")
+    error = classify_exception(httpx.HTTPStatusError("bad", request=request, response=response))
+    assert error.status == 503 and error.retryable
