@@ -1,4 +1,4 @@
-"""@relay.prompt and @resilient: typed prompt functions, and resilience around your own SDK calls."""
+"""@relay.prompt and @resilient: typed prompt functions, and resilience around SDK calls."""
 
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ async def test_docstring_is_the_prompt_and_arguments_fill_it() -> None:
         assert await summarize("a long story") == "A short summary."
         body = provider.requests[0].body
         assert body is not None
-        assert body["messages"] == [{"role": "user", "content": "Summarize in 5 words: a long story"}]
+        prompt = "Summarize in 5 words: a long story"
+        assert body["messages"] == [{"role": "user", "content": prompt}]
         assert body["temperature"] == 0
         await relay.aclose()
 
