@@ -41,7 +41,7 @@ from relaykit.clock import Clock
 from relaykit.errors import CacheMissError, RelayError
 from relaykit.events import CacheHit, CacheMiss
 from relaykit.pipeline import CallContext, Handler, Response
-from relaykit.stores.cache import CacheStore, MemoryCacheStore, copy_completion
+from relaykit.stores.cache import CacheStore, FrozenCompletion, MemoryCacheStore
 from relaykit.stream import ChatStream
 from relaykit.types import ChatCompletion, ChatRequest
 
@@ -55,7 +55,7 @@ _TRUNCATED = frozenset({"length", "content_filter"})
 # What a flight lands with: an answer to share (a private copy, which each follower copies
 # again, since the leader's caller may mutate its own object meanwhile), an error to share, or
 # None (nothing to share: the followers ask themselves).
-_Outcome = ChatCompletion | RelayError | None
+_Outcome = FrozenCompletion | RelayError | None
 _Flight = asyncio.Future[_Outcome]
 
 
@@ -155,10 +155,10 @@ class Cache:
             # shield: a follower that gives up (its deadline, its caller) must not cancel the
             # flight the leader and the other followers share.
             outcome = await asyncio.shield(flight)
-            if isinstance(outcome, ChatCompletion):
+            if isinstance(outcome, FrozenCompletion):
                 if ctx.listeners:
                     ctx.emit(CacheHit(key, 0.0))
-                return copy_completion(outcome)
+                return outcome.thaw()
             if outcome is not None:
                 raise outcome
         if ctx.listeners:
@@ -195,7 +195,7 @@ class Cache:
             return result
         # The caller owns ``result`` and may mutate it once we return: followers get a snapshot
         # taken now, and the store keeps its own (the CacheStore contract).
-        shared = copy_completion(result) if flight is not None else None
+        shared = FrozenCompletion.of(result) if flight is not None else None
         if ttl_s > 0 and _complete(result):
             if flight is not None and not flight.done():
                 flight.set_result(shared)  # followers go on while the write happens
@@ -227,10 +227,8 @@ class Cache:
         The flight stays registered, already holding the answer, until the write is done, so a
         call made right after the stream ended is a hit even before the store has it.
         """
-        # Nobody else holds ``completion`` (a fresh assembly, and the store keeps its own copy),
-        # so it is shared as is: each follower copies it.
         if flight is not None and not flight.done():
-            flight.set_result(completion)
+            flight.set_result(FrozenCompletion.of(completion))
         task = asyncio.get_running_loop().create_task(
             self._write(key, flight, completion, now, ttl_s)
         )
@@ -250,7 +248,7 @@ class Cache:
         except Exception:
             _log.exception("relaykit cache store %r failed to store an answer", self.store)
         finally:
-            self._land(key, flight, completion)
+            self._land(key, flight, None)
 
     async def aclose(self) -> None:
         """Finish the writes of answers from streams that just ended.
@@ -302,7 +300,7 @@ class _StreamLanding:
         if self.ttl_s > 0 and _complete(completion):
             self.cache._store_later(self.key, self.flight, completion, self.clock.now(), self.ttl_s)
         else:
-            self.cache._land(self.key, self.flight, completion)
+            self.cache._land(self.key, self.flight, FrozenCompletion.of(completion))
 
     def __del__(self) -> None:
         if self.landed or self.flight is None:

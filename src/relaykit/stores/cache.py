@@ -8,32 +8,54 @@ age from the remaining ``PTTL`` — since monotonic clocks of two processes do n
 
 Callers may mutate what they get, so a store never hands out an object it keeps: ``get``
 returns a completion nobody else holds and ``set`` keeps nothing the caller could change later.
-The memory store keeps the object itself and copies it on the way in and out with
-``copy_completion`` (no JSON, no validation: the class, its private attributes and unknown
-provider fields all survive). A shared store serializes instead — OpenAI fields and provider
-extras only, behind a format version, so entries written by another relaykit version read as
-misses, not as garbage.
+The memory store keeps each answer frozen as JSON bytes (``FrozenCompletion``: serializing is
+cheaper than a deep copy, and parsing back with pydantic-core is too), plus the answer's class
+and private attributes, so a subclass carrying a value of its own survives. A shared store
+serializes the same way, behind a format version, so entries written by another relaykit
+version read as misses, not as garbage.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from cachetools import LRUCache
-from pydantic import BaseModel
 
 from relaykit.types import ChatCompletion
 
-__all__ = ["CacheStore", "CachedCompletion", "MemoryCacheStore", "copy_completion"]
+__all__ = ["CacheStore", "CachedCompletion", "FrozenCompletion", "MemoryCacheStore"]
 
-_T = TypeVar("_T")
-_M = TypeVar("_M", bound=BaseModel)
-# Immutable leaves, which copies share.
-_ATOMIC = frozenset({str, int, float, bool, type(None)})
-_set_attr = object.__setattr__
-_new = object.__new__
+
+@dataclass(frozen=True, slots=True)
+class FrozenCompletion:
+    """An answer nobody can change: ``thaw()`` gives a fresh copy each time.
+
+    JSON of the fields the provider set (extras included), the class, and the private
+    attributes other than relaykit's own ``_relay`` (which each call sets anew).
+    """
+
+    data: bytes
+    kind: type[ChatCompletion]
+    private: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, completion: ChatCompletion) -> FrozenCompletion:
+        private = completion.__pydantic_private__
+        kept = {k: v for k, v in private.items() if k != "_relay"} if private else None
+        return cls(
+            completion.__pydantic_serializer__.to_json(completion, exclude_unset=True),
+            type(completion),
+            kept or None,
+        )
+
+    def thaw(self) -> ChatCompletion:
+        completion = self.kind.model_validate_json(self.data)
+        if self.private:
+            private = completion.__pydantic_private__
+            if private is not None:
+                private.update(self.private)
+        return completion
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +112,10 @@ class MemoryCacheStore:
         if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
             raise ValueError(f"max_entries must be an int of at least 1, got {max_entries!r}")
         self.max_entries = max_entries
-        # key -> (completion, stored_at, expires_at)
-        self._entries: LRUCache[str, tuple[ChatCompletion, float, float]] = LRUCache(max_entries)
+        # key -> (answer, stored_at, expires_at)
+        self._entries: LRUCache[str, tuple[FrozenCompletion, float, float]] = LRUCache(
+            max_entries
+        )
 
     def __repr__(self) -> str:
         return f"MemoryCacheStore(max_entries={self.max_entries}, entries={len(self._entries)})"
@@ -107,52 +131,13 @@ class MemoryCacheStore:
         if now >= expires_at:
             del self._entries[key]
             return None
-        return CachedCompletion(copy_completion(completion), now - stored_at)
+        return CachedCompletion(completion.thaw(), now - stored_at)
 
     async def set(self, key: str, completion: ChatCompletion, now: float, ttl_s: float) -> None:
         if ttl_s <= 0:
             self._entries.pop(key, None)
             return
-        self._entries[key] = (copy_completion(completion), now, now + ttl_s)
+        self._entries[key] = (FrozenCompletion.of(completion), now, now + ttl_s)
 
     async def delete(self, key: str) -> None:
         self._entries.pop(key, None)
-
-
-def copy_completion(completion: _M) -> _M:
-    """A copy of ``completion`` that shares nothing mutable with it, without re-validating.
-
-    Every model, list and dict is rebuilt; strings and numbers are shared. A caller that edits
-    ``answer.choices[0].message.content`` changes only its own copy. The class is kept, and
-    private attributes are copied one level deep (their values are shared, as ``model_copy``
-    does). About 7 µs for a typical answer: ``model_copy(deep=True)`` takes 25 µs, and a
-    shallow ``model_copy()`` would share choices and messages between every hit.
-    """
-    fresh = _new(type(completion))
-    fields = completion.__dict__.copy()
-    for name, value in fields.items():
-        if type(value) not in _ATOMIC:
-            fields[name] = _fresh(value)
-    _set_attr(fresh, "__dict__", fields)
-    extra = completion.__pydantic_extra__
-    # Even an empty dict is copied: setting an unknown field on the copy writes into it.
-    _set_attr(fresh, "__pydantic_extra__", None if extra is None else _fresh(extra))
-    _set_attr(fresh, "__pydantic_fields_set__", completion.__pydantic_fields_set__.copy())
-    private = completion.__pydantic_private__
-    _set_attr(fresh, "__pydantic_private__", None if private is None else private.copy())
-    return fresh
-
-
-def _fresh(value: _T) -> _T:
-    kind = type(value)
-    if kind in _ATOMIC:
-        return value
-    if kind is list:
-        items: list[Any] = value  # type: ignore[assignment]
-        return [_fresh(item) for item in items]  # type: ignore[return-value]
-    if kind is dict:
-        mapping: dict[Any, Any] = value  # type: ignore[assignment]
-        return {k: _fresh(v) for k, v in mapping.items()}  # type: ignore[return-value]
-    if isinstance(value, BaseModel):
-        return copy_completion(value)
-    return copy.deepcopy(value)
