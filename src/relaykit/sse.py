@@ -57,7 +57,8 @@ class SSEDecoder:
         """Events completed by the end of the stream (a last event without its blank line)."""
         events: list[SSEEvent] = []
         if self._buffer:
-            self._line(self._buffer.decode("utf-8"), events)
+            # A CR held back as a possible half of a CRLF is, at the end, a line end.
+            self._line(self._buffer.removesuffix(b"\r").decode("utf-8"), events)
             self._buffer = b""
         self._line("", events)
         return events
