@@ -40,8 +40,10 @@ from relaykit.middleware.fallback import (
     invalid_json,
     refusal,
 )
+from relaykit.middleware.logging import Logging
 from relaykit.middleware.rate_limit import RateLimit
 from relaykit.middleware.retry import Retry, RetryBudget
+from relaykit.middleware.telemetry import OpenTelemetry
 from relaykit.middleware.timeout import Timeout
 from relaykit.pipeline import CallContext, Handler, Middleware
 from relaykit.relay import Relay, SyncChatStream
@@ -73,8 +75,10 @@ __all__ = [
     "Handler",
     "InvalidRequestError",
     "LocalRateLimitError",
+    "Logging",
     "Middleware",
     "OpenAICompatible",
+    "OpenTelemetry",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeout",

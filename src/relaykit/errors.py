@@ -198,8 +198,9 @@ class AllTargetsFailedError(ExceptionGroup[RelayError], RelayError):  # type: ig
 
     def __new__(cls, attempts: Sequence[Attempt]) -> Self:
         lines = "; ".join(a.describe() for a in attempts)
+        count = f"all {len(attempts)} attempts" if len(attempts) != 1 else "the one attempt"
         message = (
-            f"all {len(attempts)} attempts failed ({lines}). "
+            f"{count} failed ({lines}). "
             "Check each target's error below, or add a target that can answer."
         )
         self = super().__new__(cls, message, [a.error for a in attempts])

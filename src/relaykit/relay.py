@@ -176,9 +176,9 @@ class Relay:
         result = await self._handler(chat, ctx)
         if isinstance(result, ChatStream):  # a middleware answered with a stream: read it all
             result = await result.completion()
-        result._relay = RelayInfo(ctx.target, ctx.attempt, cached=ctx.attempt == 0)
+        result._relay = _info(ctx, result._relay)
         if ctx.listeners:
-            self._completed(ctx, result, stream=False)
+            self._completed(ctx, result, result._relay, stream=False)
         return result
 
     def astream(
@@ -203,19 +203,21 @@ class Relay:
 
         async def open_stream() -> ChatStream:
             result = await self._handler(chat, ctx)
+            earlier = None
             if isinstance(result, ChatCompletion):  # e.g. a cache hit: replay it as chunks
+                earlier = result._relay
                 include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
                 result = ChatStream.replay(
                     chunks_from_completion(result, include_usage=include_usage), target=ctx.target
                 )
-            result.relay = RelayInfo(ctx.target, ctx.attempt, cached=ctx.attempt == 0)
+            result.relay = _info(ctx, earlier)
             if ctx.listeners:
                 result.on_finish(completed)
             return result
 
         def completed(stream: ChatStream, error: RelayError | None) -> None:
             if error is None and stream.ended_cleanly:
-                self._completed(ctx, stream.partial(), stream=True)
+                self._completed(ctx, stream.partial(), _info(ctx, stream.relay), stream=True)
 
         return ChatStream.pending(open_stream)
 
@@ -243,15 +245,17 @@ class Relay:
             extra_headers=extra_headers,
         )
 
-    def _completed(self, ctx: CallContext, completion: ChatCompletion, *, stream: bool) -> None:
+    def _completed(
+        self, ctx: CallContext, completion: ChatCompletion, info: RelayInfo, *, stream: bool
+    ) -> None:
         ctx.emit(
             Completed(
-                target=ctx.target,
+                target=info.target,
                 model=completion.model,
                 attempts=ctx.attempt,
                 latency_s=ctx.clock.now() - ctx.started,
                 usage=completion.usage,
-                cached=ctx.attempt == 0,
+                cached=info.cached,
                 stream=stream,
                 tenant=ctx.tenant,
             )
@@ -348,6 +352,13 @@ class SyncChatStream:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _info(ctx: CallContext, earlier: RelayInfo | None) -> RelayInfo:
+    """How this call was served; a cached answer (no attempt made) names its original target."""
+    if ctx.attempt == 0:
+        return RelayInfo(earlier.target if earlier else ctx.target, 0, cached=True)
+    return RelayInfo(ctx.target, ctx.attempt)
 
 
 def _chain(where: str, targets: Sequence[Backend | Target]) -> tuple[Target, ...]:

@@ -32,7 +32,7 @@ class FrozenCompletion:
     """An answer nobody can change: ``thaw()`` gives a fresh copy each time.
 
     JSON of the fields the provider set (extras included), the class, and the private
-    attributes other than relaykit's own ``_relay`` (which each call sets anew).
+    attributes (so a hit can still tell which target first gave the answer).
     """
 
     data: bytes
@@ -42,11 +42,10 @@ class FrozenCompletion:
     @classmethod
     def of(cls, completion: ChatCompletion) -> FrozenCompletion:
         private = completion.__pydantic_private__
-        kept = {k: v for k, v in private.items() if k != "_relay"} if private else None
         return cls(
             completion.__pydantic_serializer__.to_json(completion, exclude_unset=True),
             type(completion),
-            kept or None,
+            dict(private) if private else None,
         )
 
     def thaw(self) -> ChatCompletion:

@@ -1,0 +1,327 @@
+"""Logging: one structlog line per call, plus a line for every failure, retry and fallback.
+
+``Logging`` is a listener first: the Relay registers its ``on_event`` and the events carry
+everything a line needs, so the middleware itself adds nothing to a call unless message content
+is asked for. structlog is used as the application configured it (processors, renderer, level);
+relaykit never configures it.
+
+Lines and their levels:
+
+========================  =======  ===========================================================
+event                     level    fields
+========================  =======  ===========================================================
+relaykit.completed        level=   target, model, latency_ms, attempts, prompt_tokens,
+                                   completion_tokens, total_tokens, tenant, cached, stream
+                                   (+ messages, answer with ``content=True``)
+relaykit.attempt_failed   warning  target, attempt, latency_ms, error_type, status, error
+relaykit.retrying         warning  target, attempt, delay_s, error_type, status, error
+relaykit.falling_back     warning  target, to_target, error_type, status, error
+relaykit.circuit_opened   warning  target, cooldown_s, reason
+relaykit.rate_limited     warning  target, wait_s, limit
+relaykit.circuit_closed   info     target
+relaykit.attempt_started  debug    target, attempt, model
+relaykit.attempt_ok       debug    target, attempt, latency_ms
+relaykit.cache_hit        debug    key, age_s
+relaykit.cache_miss       debug    key
+========================  =======  ===========================================================
+
+Error texts come from relaykit's errors, which never contain an API key; request headers are
+never logged.
+"""
+
+from __future__ import annotations
+
+import logging as _stdlib_logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from structlog._config import BoundLoggerLazyProxy
+from structlog.typing import BindableLogger
+
+from relaykit.errors import RelayError
+from relaykit.events import (
+    AttemptFailed,
+    AttemptStarted,
+    AttemptSucceeded,
+    CacheHit,
+    CacheMiss,
+    CircuitClosed,
+    CircuitOpened,
+    Completed,
+    Event,
+    FallingBack,
+    RateLimited,
+    Retrying,
+)
+from relaykit.pipeline import CallContext, Handler, Response
+from relaykit.stream import ChatStream
+from relaykit.types import ChatCompletion, ChatRequest, Usage
+
+__all__ = ["Logging"]
+
+_LEVELS = {
+    "debug": _stdlib_logging.DEBUG,
+    "info": _stdlib_logging.INFO,
+    "warning": _stdlib_logging.WARNING,
+    "error": _stdlib_logging.ERROR,
+    "critical": _stdlib_logging.CRITICAL,
+}
+_DEBUG = _stdlib_logging.DEBUG
+_INFO = _stdlib_logging.INFO
+_WARNING = _stdlib_logging.WARNING
+
+_log = _stdlib_logging.getLogger("relaykit")
+
+
+class Logging:
+    """Logs each call once on success, and every failure, retry and fallback as it happens.
+
+    ``level`` is the level of the one line a successful call writes. Attempt and cache lines are
+    debug (and cost almost nothing when debug is off); failures are warnings. Message content
+    (the request's messages and the answer's text) is logged only with ``content=True``. Place
+    it first in ``Relay(middleware=[...])`` so its latency covers the whole call.
+
+    >>> Relay(targets=[...], middleware=[Logging(), Cache(ttl_s=600), Retry(attempts=3)])
+    """
+
+    def __init__(
+        self,
+        *,
+        logger: BindableLogger | None = None,
+        level: str = "info",
+        content: bool = False,
+    ) -> None:
+        if not isinstance(level, str) or level.lower() not in _LEVELS:
+            raise ValueError(f"level must be one of {', '.join(map(repr, _LEVELS))}, got {level!r}")
+        self.level = level.lower()
+        self.content = content
+        self.logger: Any = logger if logger is not None else structlog.get_logger("relaykit")
+        self._levelno = _LEVELS[self.level]
+        # A lazy proxy (what structlog.get_logger returns) assembles a new logger on every call,
+        # which costs more than the level check it would serve. Assemble it once and again only
+        # when the app reconfigures structlog, so configuring after building the Relay works.
+        self._proxy = self.logger if isinstance(self.logger, BoundLoggerLazyProxy) else None
+        self._config_key: tuple[object, ...] | None = None
+        self._bound: Any = self.logger
+        self._check: Callable[[int], bool] | None = _level_check(self.logger)
+        self._handlers: dict[type[Event], Callable[[Any], None]] = {
+            AttemptStarted: self._attempt_started,
+            AttemptSucceeded: self._attempt_succeeded,
+            AttemptFailed: self._attempt_failed,
+            Retrying: self._retrying,
+            FallingBack: self._falling_back,
+            CacheHit: self._cache_hit,
+            CacheMiss: self._cache_miss,
+            CircuitOpened: self._circuit_opened,
+            CircuitClosed: self._circuit_closed,
+            RateLimited: self._rate_limited,
+        }
+        if not content:  # with content, __call__ writes the completion line (it has the request)
+            self._handlers[Completed] = self._completed
+
+    def __repr__(self) -> str:
+        return f"Logging(level={self.level!r}, content={self.content!r})"
+
+    # --- middleware: a pass-through unless content is logged -----------------------------------
+
+    def __call__(
+        self, request: ChatRequest, ctx: CallContext, call_next: Handler
+    ) -> Awaitable[Response]:
+        # Not a coroutine: without content, the call costs no frame of its own.
+        if self.content:
+            return self._with_content(request, ctx, call_next)
+        return call_next(request, ctx)
+
+    async def _with_content(
+        self, request: ChatRequest, ctx: CallContext, call_next: Handler
+    ) -> Response:
+        result = await call_next(request, ctx)
+        if isinstance(result, ChatStream):
+
+            def finished(stream: ChatStream, error: RelayError | None) -> None:
+                if error is None and stream.ended_cleanly:
+                    self._content_completed(request, ctx, stream.partial(), stream=True)
+
+            result.on_finish(finished)
+        else:
+            # A completion answering a stream request (a cache hit) is replayed by the Relay;
+            # it is logged now, as the replay cannot fail.
+            self._content_completed(request, ctx, result, stream=bool(request.stream))
+        return result
+
+    def _content_completed(
+        self, request: ChatRequest, ctx: CallContext, completion: ChatCompletion, *, stream: bool
+    ) -> None:
+        try:
+            log = self._enabled(self._levelno)
+            if log is None:
+                return
+            fields = _completion_fields(
+                ctx.target,
+                completion.model,
+                ctx.attempt,
+                ctx.clock.now() - ctx.started,
+                completion.usage,
+                ctx.attempt == 0,
+                stream,
+                ctx.tenant,
+            )
+            fields["messages"] = [
+                m.model_dump(mode="json", exclude_none=True) for m in request.messages
+            ]
+            fields["answer"] = completion.content
+            getattr(log, self.level)("relaykit.completed", **fields)
+        except Exception:  # a logging failure never fails the call or breaks the stream
+            _log.exception("relaykit Logging failed to log a completed call")
+
+    # --- listener ------------------------------------------------------------------------------
+
+    def on_event(self, event: Event) -> None:
+        """Write the line for ``event`` (the Relay calls this for every event of a call)."""
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(event)
+
+    def _enabled(self, levelno: int) -> Any | None:
+        """The logger to write with, or None when ``levelno`` is filtered out."""
+        if self._proxy is not None:
+            config = structlog.get_config()
+            key = (
+                config["processors"],
+                config["wrapper_class"],
+                config["logger_factory"],
+                config["context_class"],
+            )
+            if key != self._config_key:
+                self._bound = self._proxy.bind()
+                self._check = _level_check(self._bound)
+                self._config_key = key
+        check = self._check
+        return self._bound if check is None or check(levelno) else None
+
+    def _completed(self, e: Completed) -> None:
+        log = self._enabled(self._levelno)
+        if log is not None:
+            fields = _completion_fields(
+                e.target, e.model, e.attempts, e.latency_s, e.usage, e.cached, e.stream, e.tenant
+            )
+            getattr(log, self.level)("relaykit.completed", **fields)
+
+    def _attempt_started(self, e: AttemptStarted) -> None:
+        log = self._enabled(_DEBUG)
+        if log is not None:
+            log.debug("relaykit.attempt_started", target=e.target, attempt=e.attempt, model=e.model)
+
+    def _attempt_succeeded(self, e: AttemptSucceeded) -> None:
+        log = self._enabled(_DEBUG)
+        if log is not None:
+            log.debug(
+                "relaykit.attempt_ok",
+                target=e.target,
+                attempt=e.attempt,
+                latency_ms=_ms(e.latency_s),
+            )
+
+    def _attempt_failed(self, e: AttemptFailed) -> None:
+        log = self._enabled(_WARNING)
+        if log is not None:
+            log.warning(
+                "relaykit.attempt_failed",
+                target=e.target,
+                attempt=e.attempt,
+                latency_ms=_ms(e.latency_s),
+                **_error_fields(e.error),
+            )
+
+    def _retrying(self, e: Retrying) -> None:
+        log = self._enabled(_WARNING)
+        if log is not None:
+            log.warning(
+                "relaykit.retrying",
+                target=e.target,
+                attempt=e.attempt,
+                delay_s=round(e.delay_s, 3),
+                **_error_fields(e.error),
+            )
+
+    def _falling_back(self, e: FallingBack) -> None:
+        log = self._enabled(_WARNING)
+        if log is not None:
+            log.warning(
+                "relaykit.falling_back",
+                target=e.from_target,
+                to_target=e.to_target,
+                **_error_fields(e.error),
+            )
+
+    def _cache_hit(self, e: CacheHit) -> None:
+        log = self._enabled(_DEBUG)
+        if log is not None:
+            log.debug("relaykit.cache_hit", key=e.key, age_s=round(e.age_s, 3))
+
+    def _cache_miss(self, e: CacheMiss) -> None:
+        log = self._enabled(_DEBUG)
+        if log is not None:
+            log.debug("relaykit.cache_miss", key=e.key)
+
+    def _circuit_opened(self, e: CircuitOpened) -> None:
+        log = self._enabled(_WARNING)
+        if log is not None:
+            log.warning(
+                "relaykit.circuit_opened",
+                target=e.target,
+                cooldown_s=round(e.cooldown_s, 3),
+                reason=e.reason,
+            )
+
+    def _circuit_closed(self, e: CircuitClosed) -> None:
+        log = self._enabled(_INFO)
+        if log is not None:
+            log.info("relaykit.circuit_closed", target=e.target)
+
+    def _rate_limited(self, e: RateLimited) -> None:
+        log = self._enabled(_WARNING)
+        if log is not None:
+            log.warning(
+                "relaykit.rate_limited", target=e.target, wait_s=round(e.wait_s, 3), limit=e.limit
+            )
+
+
+def _level_check(logger: Any) -> Callable[[int], bool] | None:
+    """The logger's own "is this level on?" test; None when it has none (then all levels are)."""
+    check = getattr(logger, "is_enabled_for", None) or getattr(logger, "isEnabledFor", None)
+    return check if callable(check) else None
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 3)
+
+
+def _completion_fields(
+    target: str | None,
+    model: str | None,
+    attempts: int,
+    latency_s: float,
+    usage: Usage | None,
+    cached: bool,
+    stream: bool,
+    tenant: str | None,
+) -> dict[str, Any]:
+    return {
+        "target": target,
+        "model": model,
+        "latency_ms": _ms(latency_s),
+        "attempts": attempts,
+        "prompt_tokens": usage.prompt_tokens if usage is not None else None,
+        "completion_tokens": usage.completion_tokens if usage is not None else None,
+        "total_tokens": usage.total_tokens if usage is not None else None,
+        "tenant": tenant,
+        "cached": cached,
+        "stream": stream,
+    }
+
+
+def _error_fields(error: RelayError) -> dict[str, Any]:
+    # str(error) is relaykit's own message ("target 'x' answered 503: ..."): never a key.
+    return {"error_type": type(error).__name__, "status": error.status, "error": str(error)}

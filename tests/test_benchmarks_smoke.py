@@ -1,0 +1,34 @@
+"""benchmarks/overhead.py runs end to end: a smoke test of the script, not of any number."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "overhead.py"
+
+
+def test_overhead_benchmark_quick_run_writes_its_chart_and_numbers(tmp_path: Path) -> None:
+    # Most of the run is importing LiteLLM; the timeout only stops a run that hangs.
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "ratio (litellm/relaykit)" in done.stdout
+    png = tmp_path / "overhead.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((tmp_path / "overhead.json").read_text())
+    assert report["meta"]["network_attempts_blocked"] == []
+    scenarios = {s["scenario"]: s for s in report["scenarios"]}
+    assert list(scenarios) == ["baseline", "full features (cache miss)", "cache hit"]
+    baseline = scenarios["baseline"]
+    assert baseline["skipped"] is None
+    assert baseline["relaykit"]["calls"] > 0
+    assert baseline["litellm"]["calls"] > 0
+    assert baseline["ratio"] > 0
