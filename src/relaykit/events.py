@@ -1,8 +1,12 @@
 """Typed events: what happened during a call, for logging, metrics and tracing to listen to.
 
 Middlewares emit events; they never log. Structlog and OpenTelemetry are listeners like any
-other, so the policy code stays free of telemetry and a call with no listeners pays only for
-building a few small objects.
+other, so the policy code stays free of telemetry. An event is built only when some listener
+wants its kind (``ctx.observed``; a listener object may narrow what it wants with a ``wants``
+attribute), so a call nobody listens to builds no events at all.
+
+Events are slotted but not frozen: a frozen dataclass costs four times as much to build, and
+the happy path builds one per call. Listeners must treat them as read-only.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from relaykit.errors import RelayError
 from relaykit.types import Usage
 
 __all__ = [
+    "ALL_EVENTS",
     "AttemptFailed",
     "AttemptStarted",
     "AttemptSucceeded",
@@ -30,19 +35,19 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     """Base of every event."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AttemptStarted(Event):
     target: str
     attempt: int
     model: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AttemptFailed(Event):
     target: str
     attempt: int
@@ -50,7 +55,7 @@ class AttemptFailed(Event):
     latency_s: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AttemptSucceeded(Event):
     """The target answered (for a stream: its first chunk arrived)."""
 
@@ -59,7 +64,7 @@ class AttemptSucceeded(Event):
     latency_s: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Retrying(Event):
     target: str | None
     attempt: int
@@ -67,44 +72,44 @@ class Retrying(Event):
     error: RelayError
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FallingBack(Event):
     from_target: str
     to_target: str
     error: RelayError
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CacheHit(Event):
     key: str
     age_s: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CacheMiss(Event):
     key: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CircuitOpened(Event):
     target: str
     cooldown_s: float
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CircuitClosed(Event):
     target: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RateLimited(Event):
     target: str
     wait_s: float
     limit: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Completed(Event):
     """The call succeeded (for a stream: the stream ended cleanly)."""
 
@@ -119,3 +124,6 @@ class Completed(Event):
 
 
 Listener = Callable[[Event], None]
+
+ALL_EVENTS: frozenset[type[Event]] = frozenset(Event.__subclasses__())
+"""What a listener that does not say otherwise (no ``wants`` attribute) receives."""

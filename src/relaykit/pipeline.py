@@ -40,6 +40,8 @@ class CallContext:
     clock: Clock
     started: float = 0.0
     listeners: Sequence[Listener] = ()
+    # The event kinds some listener wants; emit sites build an event only when its kind is here.
+    observed: frozenset[type[Event]] = frozenset()
     deadline: float | None = None
     tenant: str | None = None
     cache: CacheMode = "use"

@@ -16,7 +16,7 @@ from relaykit.assembler import chunks_from_completion
 from relaykit.backends.base import Backend
 from relaykit.clock import Clock, SystemClock
 from relaykit.errors import RelayError, RequestValidationError
-from relaykit.events import Completed, Listener
+from relaykit.events import ALL_EVENTS, Completed, Listener
 from relaykit.middleware.fallback import Fallback
 from relaykit.pipeline import CacheMode, CallContext, Handler, Middleware, Response, compose
 from relaykit.stream import ChatStream
@@ -95,8 +95,12 @@ class Relay:
             }.values()
         )
         self._backends = tuple({id(t.backend): t.backend for t in every_target}.values())
-        observers = [layer.on_event for layer in self._layers if hasattr(layer, "on_event")]
-        self.listeners = (*listeners, *observers)
+        observers = [layer for layer in self._layers if hasattr(layer, "on_event")]
+        self.listeners = (*listeners, *(layer.on_event for layer in observers))
+        # What the listeners want, so a call builds only events somebody will read.
+        self._observed = frozenset().union(
+            *(getattr(source, "wants", ALL_EVENTS) for source in (*listeners, *observers))
+        )
         self._handler = compose(self.middleware, self._router())
         self._loop = LoopThread()
 
@@ -177,7 +181,7 @@ class Relay:
         if isinstance(result, ChatStream):  # a middleware answered with a stream: read it all
             result = await result.completion()
         result._relay = _info(ctx, result._relay)
-        if ctx.listeners:
+        if Completed in ctx.observed:
             self._completed(ctx, result, result._relay, stream=False)
         return result
 
@@ -211,7 +215,7 @@ class Relay:
                     chunks_from_completion(result, include_usage=include_usage), target=ctx.target
                 )
             result.relay = _info(ctx, earlier)
-            if ctx.listeners:
+            if Completed in ctx.observed:
                 result.on_finish(completed)
             return result
 
@@ -238,6 +242,7 @@ class Relay:
             clock=self.clock,
             started=self.clock.now(),
             listeners=self.listeners,
+            observed=self._observed,
             tenant=tenant,
             cache=cache,
             cache_ttl_s=cache_ttl_s,

@@ -69,7 +69,7 @@ def _upstream(backend: Backend, name: str) -> Handler:
         ctx.attempt += 1
         attempt = ctx.attempt
         started = ctx.clock.now()
-        if ctx.listeners:
+        if AttemptStarted in ctx.observed:
             ctx.emit(AttemptStarted(name, attempt, backend.model or request.model))
         try:
             # Only a Timeout sets these; without one, no timeout scope is entered at all.
@@ -85,10 +85,10 @@ def _upstream(backend: Backend, name: str) -> Handler:
                 ctx.validate(result)
         except RelayError as exc:
             exc.target = name
-            if ctx.listeners:
+            if AttemptFailed in ctx.observed:
                 ctx.emit(AttemptFailed(name, attempt, exc, ctx.clock.now() - started))
             raise
-        if ctx.listeners:
+        if AttemptSucceeded in ctx.observed:
             ctx.emit(AttemptSucceeded(name, attempt, ctx.clock.now() - started))
         return result
 

@@ -208,7 +208,8 @@ async def test_api_key_and_headers_never_appear_in_any_line(min_level) -> None:
             named(first, "first", api_key=SECRET_KEY),
             named(second, "second", api_key=SECRET_KEY),
         ]
-        async with Relay(targets=targets, middleware=[Logging(content=True)]) as relay:
+        logging_ = Logging(content=True, verbose=True)
+        async with Relay(targets=targets, middleware=[logging_]) as relay:
             with capture_logs() as captured:
                 with pytest.raises(Exception):  # noqa: B017 - any error; only the logs matter
                     await relay.acomplete(messages=HI, extra_headers={"X-Token": "hdr-secret-1"})
@@ -226,9 +227,11 @@ async def test_api_key_and_headers_never_appear_in_any_line(min_level) -> None:
         assert "hdr-secret-1" not in text
 
 
-async def test_debug_lines_appear_when_the_app_enables_debug(min_level) -> None:
+async def test_verbose_debug_lines_appear_when_the_app_enables_debug(min_level) -> None:
     min_level(logging.DEBUG)
-    relay = Relay(targets=[FunctionBackend(lambda r: "ok", name="fn")], middleware=[Logging()])
+    relay = Relay(
+        targets=[FunctionBackend(lambda r: "ok", name="fn")], middleware=[Logging(verbose=True)]
+    )
     with capture_logs() as captured:
         await relay.acomplete(messages=HI)
     assert events(captured) == [
@@ -239,8 +242,18 @@ async def test_debug_lines_appear_when_the_app_enables_debug(min_level) -> None:
     assert (captured[0]["target"], captured[0]["attempt"]) == ("fn", 1)
 
 
-async def test_reconfiguring_structlog_after_building_the_relay_takes_effect(min_level) -> None:
+async def test_without_verbose_a_call_logs_only_its_completion_even_at_debug(min_level) -> None:
+    min_level(logging.DEBUG)
     relay = Relay(targets=[FunctionBackend(lambda r: "ok", name="fn")], middleware=[Logging()])
+    with capture_logs() as captured:
+        await relay.acomplete(messages=HI)
+    assert events(captured) == [("info", "relaykit.completed")]
+
+
+async def test_reconfiguring_structlog_after_building_the_relay_takes_effect(min_level) -> None:
+    relay = Relay(
+        targets=[FunctionBackend(lambda r: "ok", name="fn")], middleware=[Logging(verbose=True)]
+    )
     with capture_logs() as captured:
         await relay.acomplete(messages=HI)
         min_level(logging.DEBUG)
@@ -302,7 +315,7 @@ async def test_completion_level_is_configurable() -> None:
 
 
 def test_policy_events_are_logged_at_their_levels(logs) -> None:
-    log = Logging()
+    log = Logging(verbose=True)
     log.on_event(Retrying("a", 1, 0.5, ProviderError("answered 503", status=503, target="a")))
     log.on_event(CircuitOpened("a", 30.0, "5 consecutive failures"))
     log.on_event(RateLimited("a", 1.5, "rpm"))
@@ -324,7 +337,7 @@ def test_policy_events_are_logged_at_their_levels(logs) -> None:
 def test_cache_events_are_debug_lines(min_level) -> None:
     min_level(logging.DEBUG)
     with capture_logs() as captured:
-        log = Logging()
+        log = Logging(verbose=True)
         log.on_event(CacheHit("k1", 3.0))
         log.on_event(CacheMiss("k2"))
     assert events(captured) == [("debug", "relaykit.cache_hit"), ("debug", "relaykit.cache_miss")]

@@ -130,18 +130,18 @@ class Cache:
         if key is None:
             return await call_next(request, ctx)
         if mode == "refresh":
-            if ctx.listeners:
+            if CacheMiss in ctx.observed:
                 ctx.emit(CacheMiss(key))
             return await self._lead(request, ctx, call_next, key, None)
         cached = await self.store.get(key, ctx.clock.now())
         if cached is not None and (
             ctx.cache_max_age_s is None or cached.age_s <= ctx.cache_max_age_s
         ):
-            if ctx.listeners:
+            if CacheHit in ctx.observed:
                 ctx.emit(CacheHit(key, cached.age_s))
             return cached.completion  # the store's copy: the caller may mutate it
         if mode == "only":
-            if ctx.listeners:
+            if CacheMiss in ctx.observed:
                 ctx.emit(CacheMiss(key))
             raise CacheMissError(self._only_miss(cached is not None, ctx.cache_max_age_s))
         return await self._miss(request, ctx, call_next, key)
@@ -156,12 +156,12 @@ class Cache:
             # flight the leader and the other followers share.
             outcome = await asyncio.shield(flight)
             if isinstance(outcome, FrozenCompletion):
-                if ctx.listeners:
+                if CacheHit in ctx.observed:
                     ctx.emit(CacheHit(key, 0.0))
                 return outcome.thaw()
             if outcome is not None:
                 raise outcome
-        if ctx.listeners:
+        if CacheMiss in ctx.observed:
             ctx.emit(CacheMiss(key))
         flight = asyncio.get_running_loop().create_future()
         self._flights[key] = flight

@@ -211,11 +211,12 @@ class CircuitBreaker:
         self._report(ctx, key, await self.store.record(key, ctx.clock.now(), self.policy, outcome))
 
     def _report(self, ctx: CallContext, key: str, change: Transition | None) -> None:
-        if change is None or not ctx.listeners:
+        if change is None:
             return
         if change.opened:
-            ctx.emit(CircuitOpened(key, change.open_s, change.reason))
-        else:
+            if CircuitOpened in ctx.observed:
+                ctx.emit(CircuitOpened(key, change.open_s, change.reason))
+        elif CircuitClosed in ctx.observed:
             ctx.emit(CircuitClosed(key))
 
     def _open_error(self, key: str, admission: Admission) -> CircuitOpenError:

@@ -186,7 +186,7 @@ class Fallback:
     def _announce(
         self, chain: tuple[BoundTarget, ...], index: int, ctx: CallContext, error: RelayError
     ) -> None:
-        if ctx.listeners and index + 1 < len(chain):
+        if FallingBack in ctx.observed and index + 1 < len(chain):
             ctx.emit(FallingBack(chain[index].name, chain[index + 1].name, error))
 
     async def _continued(

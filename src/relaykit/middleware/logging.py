@@ -19,11 +19,15 @@ relaykit.falling_back     warning  target, to_target, error_type, status, error
 relaykit.circuit_opened   warning  target, cooldown_s, reason
 relaykit.rate_limited     warning  target, wait_s, limit
 relaykit.circuit_closed   info     target
-relaykit.attempt_started  debug    target, attempt, model
-relaykit.attempt_ok       debug    target, attempt, latency_ms
-relaykit.cache_hit        debug    key, age_s
-relaykit.cache_miss       debug    key
+relaykit.attempt_started  debug    target, attempt, model        (only with ``verbose=True``)
+relaykit.attempt_ok       debug    target, attempt, latency_ms   (only with ``verbose=True``)
+relaykit.cache_hit        debug    key, age_s                    (only with ``verbose=True``)
+relaykit.cache_miss       debug    key                           (only with ``verbose=True``)
 ========================  =======  ===========================================================
+
+The completed line already says whether the answer was cached and how many attempts it took,
+so the per-step debug lines are opt-in: without ``verbose`` the Relay does not even build the
+events behind them.
 
 Error texts come from relaykit's errors, which never contain an API key; request headers are
 never logged.
@@ -77,10 +81,11 @@ _log = _stdlib_logging.getLogger("relaykit")
 class Logging:
     """Logs each call once on success, and every failure, retry and fallback as it happens.
 
-    ``level`` is the level of the one line a successful call writes. Attempt and cache lines are
-    debug (and cost almost nothing when debug is off); failures are warnings. Message content
-    (the request's messages and the answer's text) is logged only with ``content=True``. Place
-    it first in ``Relay(middleware=[...])`` so its latency covers the whole call.
+    ``level`` is the level of the one line a successful call writes; failures are warnings.
+    ``verbose=True`` adds debug lines for each attempt start, attempt success and cache lookup.
+    Message content (the request's messages and the answer's text) is logged only with
+    ``content=True``. Place it first in ``Relay(middleware=[...])`` so its latency covers the
+    whole call.
 
     >>> Relay(targets=[...], middleware=[Logging(), Cache(ttl_s=600), Retry(attempts=3)])
     """
@@ -91,11 +96,13 @@ class Logging:
         logger: BindableLogger | None = None,
         level: str = "info",
         content: bool = False,
+        verbose: bool = False,
     ) -> None:
         if not isinstance(level, str) or level.lower() not in _LEVELS:
             raise ValueError(f"level must be one of {', '.join(map(repr, _LEVELS))}, got {level!r}")
         self.level = level.lower()
         self.content = content
+        self.verbose = verbose
         self.logger: Any = logger if logger is not None else structlog.get_logger("relaykit")
         self._levelno = _LEVELS[self.level]
         # A lazy proxy (what structlog.get_logger returns) assembles a new logger on every call,
@@ -119,9 +126,14 @@ class Logging:
         }
         if not content:  # with content, __call__ writes the completion line (it has the request)
             self._handlers[Completed] = self._completed
+        if not verbose:
+            for step in (AttemptStarted, AttemptSucceeded, CacheHit, CacheMiss):
+                del self._handlers[step]
+        # The Relay builds only the events some listener wants (see relaykit.events).
+        self.wants = frozenset(self._handlers) | {Completed}
 
     def __repr__(self) -> str:
-        return f"Logging(level={self.level!r}, content={self.content!r})"
+        return f"Logging(level={self.level!r}, content={self.content!r}, verbose={self.verbose!r})"
 
     # --- middleware: a pass-through unless content is logged -----------------------------------
 

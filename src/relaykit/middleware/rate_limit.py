@@ -155,7 +155,7 @@ class RateLimit:
         verdict = await self.store.acquire(buckets, amounts, now=clock.now(), max_wait_s=budget)
         if verdict.wait_s:
             limit = self._limits[verdict.limited_by]
-            if ctx.listeners:
+            if RateLimited in ctx.observed:
                 ctx.emit(RateLimited(target, verdict.wait_s, limit))
             if not verdict.granted:
                 raise self._over_limit(verdict.wait_s, limit, target, tenant, remaining)

@@ -363,7 +363,7 @@ class Retry:
                 )
                 raise error
             attempt += 1
-            if ctx.listeners:
+            if Retrying in ctx.observed:
                 ctx.emit(Retrying(error.target, attempt, verdict, error))
             if verdict > 0:
                 await clock.sleep(verdict)
