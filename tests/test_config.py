@@ -146,3 +146,91 @@ def test_api_keys_from_config_never_show_in_reprs() -> None:
     )
     assert "sk-very-secret" not in repr(relay.targets[0].backend)
     assert "sk-very-secret" not in repr(relay.targets)
+
+
+def test_a_mistyped_inline_route_target_names_the_typo_and_never_echoes_the_key() -> None:
+    config = {
+        "targets": [{"name": "a", "base_url": "http://127.0.0.1:1/v1"}],
+        "routes": {
+            "smart": [{"base_url": "http://127.0.0.1:1/v1", "api_key": "sk-SECRET-1", "modle": "m"}]
+        },
+    }
+    with pytest.raises(ConfigError) as caught:
+        Relay.from_config(config)
+    assert caught.value.path == "routes.smart[0].modle"
+    assert "sk-SECRET-1" not in str(caught.value)
+
+
+def test_a_bad_api_key_value_is_reported_without_echoing_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Relay.from_config({"targets": [{"base_url": "http://127.0.0.1:1/v1", "api_key": 12345}]})
+    assert caught.value.path == "targets[0].api_key"
+    assert "12345" not in str(caught.value)
+
+
+def test_whole_value_env_references_are_typed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RPM", "600")
+    monkeypatch.setenv("ATTEMPTS", "2")
+    relay = Relay.from_config(
+        {
+            "targets": [
+                {
+                    "name": "a",
+                    "base_url": "http://127.0.0.1:1/v1",
+                    "middleware": [{"rate_limit": {"rpm": "${RPM}"}}],
+                }
+            ],
+            "middleware": [{"retry": {"attempts": "${ATTEMPTS:-3}"}}],
+        }
+    )
+    assert relay.middleware[0].policy.attempts == 2  # type: ignore[attr-defined]
+
+
+def test_unknown_middleware_option_lists_the_allowed_ones() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Relay.from_config(
+            {
+                "targets": [{"base_url": "http://127.0.0.1:1/v1"}],
+                "middleware": [{"retry": {"attemps": 3}}],
+            }
+        )
+    assert caught.value.path == "middleware[0].retry.attemps"
+    assert "attempts" in caught.value.problem
+
+
+def test_retry_on_and_failure_on_take_error_names() -> None:
+    relay = Relay.from_config(
+        {
+            "targets": [
+                {
+                    "name": "a",
+                    "base_url": "http://127.0.0.1:1/v1",
+                    "middleware": [{"circuit_breaker": {"failure_on": ["ProviderError"]}}],
+                }
+            ],
+            "middleware": [{"retry": {"retry_on": ["RateLimitError"]}}],
+        }
+    )
+    assert relay.middleware
+    with pytest.raises(ConfigError) as caught:
+        Relay.from_config(
+            {
+                "targets": [{"base_url": "http://127.0.0.1:1/v1"}],
+                "middleware": [{"retry": {"retry_on": ["Oops"]}}],
+            }
+        )
+    assert caught.value.path == "middleware[0].retry.retry_on[0]"
+
+
+def test_chain_level_mistakes_are_config_errors_too() -> None:
+    with pytest.raises(ConfigError, match="distinct names"):
+        Relay.from_config(
+            {
+                "targets": [
+                    {"name": "a", "base_url": "http://127.0.0.1:1/v1"},
+                    {"name": "a", "base_url": "http://127.0.0.1:2/v1"},
+                ]
+            }
+        )
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        Relay.from_config(["not", "a", "mapping"])  # type: ignore[arg-type]

@@ -229,7 +229,7 @@ async def test_async_context_manager_closes_each_backend_once() -> None:
     [
         ({"temperature": 5}, "temperature", "less than or equal to 2"),
         ({"messages": [{"role": "robot", "content": "Hi"}]}, "messages[0].role", "robot"),
-        ({"messages": [{"role": "user"}]}, "messages[0].content", "Field required"),
+        ({"messages": [{"role": "user"}]}, "messages[0].content", "field required"),
         ({"top_logprobs": 50}, "top_logprobs", "20"),
         ({"temprature": 0.5}, "temprature", "did you mean 'temperature'?"),
         ({"stream": True}, "stream", "astream() or stream()"),

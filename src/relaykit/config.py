@@ -27,6 +27,7 @@ and what is allowed there; nothing is half-built.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +37,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from relaykit import errors, presets
+from relaykit._validation import best_error, error_path, problem
 from relaykit.backends.openai_compatible import OpenAICompatible
 from relaykit.errors import ConfigError
 from relaykit.middleware.fallback import AnswerCheck, Fallback, empty_answer, invalid_json, refusal
@@ -54,6 +56,8 @@ MIDDLEWARE: dict[str, str] = {
     "rate_limit": "relaykit.middleware.rate_limit:RateLimit",
     "opentelemetry": "relaykit.middleware.telemetry:OpenTelemetry",
 }
+# Middleware options that take error types; a config file names them.
+_ERROR_RULE_OPTIONS = frozenset({"retry_on", "failure_on"})
 _ANSWER_CHECKS = {"empty_answer": empty_answer, "refusal": refusal, "invalid_json": invalid_json}
 _PRESETS: dict[str, Callable[..., OpenAICompatible]] = {
     "openai": presets.openai,
@@ -105,6 +109,8 @@ def load_config(source: str | Path | Mapping[str, Any]) -> RelayConfig:
     """Read, expand ``${VAR}`` and validate; errors name the exact path."""
     if isinstance(source, Mapping):
         raw: Any = source
+    elif not isinstance(source, str | Path):
+        raw = source  # rejected below with the shape a config must have
     else:
         import yaml  # only configs read from files need the YAML parser
 
@@ -123,8 +129,12 @@ def load_config(source: str | Path | Mapping[str, Any]) -> RelayConfig:
     try:
         return RelayConfig.model_validate(_expand(raw, ""))
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        raise ConfigError(_path(first["loc"]), _problem(first)) from None
+        error = best_error(exc.errors(include_url=False))
+        if error["type"] == "extra_forbidden":
+            what = "is not a known setting here; check its spelling against docs/config.md"
+        else:
+            what = problem(error)
+        raise ConfigError(error_path(error, "config"), what) from None
 
 
 def build_relay_arguments(config: RelayConfig) -> dict[str, Any]:
@@ -201,6 +211,19 @@ def _middleware(entries: Sequence[MiddlewareEntry], where: str) -> list[Middlewa
             )
         module_name, _, class_name = MIDDLEWARE[name].partition(":")
         factory = getattr(importlib.import_module(module_name), class_name)
+        allowed = [
+            p.name
+            for p in inspect.signature(factory).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        ]
+        for option, value in options.items():
+            if option not in allowed:
+                raise ConfigError(
+                    f"{place}.{name}.{option}",
+                    f"is not an option of {name}; its options are {', '.join(allowed)}",
+                )
+            if option in _ERROR_RULE_OPTIONS:
+                options = {**options, option: _error_rules(value, f"{place}.{name}.{option}")}
         try:
             layers.append(factory(**options))
         except (TypeError, ValueError) as exc:
@@ -211,20 +234,44 @@ def _middleware(entries: Sequence[MiddlewareEntry], where: str) -> list[Middlewa
 def _strategy(config: FallbackConfig, where: str) -> Fallback:
     if config.fallback_on is None:
         return Fallback(continue_streams=config.continue_streams)
+    rules = _error_rules(config.fallback_on, f"{where}.fallback_on", answer_checks=True)
+    return Fallback(fallback_on=rules, continue_streams=config.continue_streams)
+
+
+def _error_rules(
+    names: Any, where: str, *, answer_checks: bool = False
+) -> list[type[errors.RelayError] | AnswerCheck]:
+    """Error types (and, for fallback_on, answer checks) named in a config file."""
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(where, "must be a list of error type names, e.g. [RateLimitError]")
     rules: list[type[errors.RelayError] | AnswerCheck] = []
-    for i, name in enumerate(config.fallback_on):
+    for i, name in enumerate(names):
         error_type = getattr(errors, name, None)
-        if name in _ANSWER_CHECKS:
+        if answer_checks and name in _ANSWER_CHECKS:
             rules.append(_ANSWER_CHECKS[name])
         elif isinstance(error_type, type) and issubclass(error_type, errors.RelayError):
             rules.append(error_type)
         else:
+            checks = f" nor an answer check ({', '.join(_ANSWER_CHECKS)})" if answer_checks else ""
             raise ConfigError(
-                f"{where}.fallback_on[{i}]",
-                f"{name!r} is neither a relaykit error type (RateLimitError, ProviderError, ...) "
-                f"nor an answer check ({', '.join(_ANSWER_CHECKS)})",
+                f"{where}[{i}]",
+                f"{name!r} is neither a relaykit error type (RateLimitError, ProviderError, "
+                f"...){checks}",
             )
-    return Fallback(fallback_on=rules, continue_streams=config.continue_streams)
+    return rules
+
+
+def _scalar(text: str) -> Any:
+    """``600`` -> 600, ``0.5`` -> 0.5, ``true`` -> True; anything else stays text."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _expand(value: Any, where: str) -> Any:
@@ -240,29 +287,12 @@ def _expand(value: Any, where: str) -> Any:
                 )
             return found
 
+        whole = _ENV.fullmatch(value)
+        if whole is not None:  # "${RPM}" alone: the variable's value, typed as YAML would
+            return _scalar(substitute(whole))
         return _ENV.sub(substitute, value)
     if isinstance(value, Mapping):
         return {k: _expand(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [_expand(v, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
-
-
-def _path(loc: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part in ("str", "TargetConfig") or not part.isidentifier():
-            continue  # union branch names pydantic puts in locations
-        else:
-            path += f".{part}" if path else part
-    return path or "config"
-
-
-def _problem(error: Any) -> str:
-    if error["type"] == "extra_forbidden":
-        return "is not a known setting here; check its spelling against docs/config.md"
-    if error["type"] == "literal_error":
-        return f"{error['msg'].lower()} (got {error.get('input')!r})"
-    return f"{error['msg']} (got {error.get('input')!r})"

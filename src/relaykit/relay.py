@@ -9,13 +9,13 @@ from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar, get_args
 
 from pydantic import ValidationError
-from pydantic_core import ErrorDetails
 
 from relaykit._loop_thread import LoopThread
+from relaykit._validation import error_path, problem
 from relaykit.assembler import chunks_from_completion
 from relaykit.backends.base import Backend
 from relaykit.clock import Clock, SystemClock
-from relaykit.errors import RelayError, RequestValidationError
+from relaykit.errors import ConfigError, RelayError, RequestValidationError
 from relaykit.events import ALL_EVENTS, Completed, Listener
 from relaykit.middleware.fallback import Fallback
 from relaykit.pipeline import CacheMode, CallContext, Handler, Middleware, Response, compose
@@ -28,22 +28,6 @@ __all__ = ["Relay", "Strategy", "SyncChatStream"]
 F = TypeVar("F", bound=Callable[..., Any])
 _REQUEST_FIELDS = frozenset(ChatRequest.model_fields) - {"stream"}
 _CACHE_MODES = get_args(CacheMode)
-# Union members and discriminator tags pydantic puts in error locations; not field names.
-_LOC_TAGS = frozenset(
-    {
-        "system",
-        "developer",
-        "user",
-        "assistant",
-        "tool",
-        "function",
-        "text",
-        "image_url",
-        "input_audio",
-        "str",
-        "list",
-    }
-)
 
 
 class Strategy(Protocol):
@@ -115,7 +99,13 @@ class Relay:
         """A Relay from a YAML file or a dict (see ``relaykit.config`` and docs/config.md)."""
         from relaykit.config import build_relay_arguments, load_config
 
-        return cls(**build_relay_arguments(load_config(source)), clock=clock, listeners=listeners)
+        arguments = build_relay_arguments(load_config(source))
+        try:
+            return cls(**arguments, clock=clock, listeners=listeners)
+        except ConfigError:
+            raise
+        except ValueError as exc:  # duplicate names, stacked retries: the chain as a whole
+            raise ConfigError("targets", str(exc)) from None
 
     def prompt(self, **options: Any) -> Callable[[F], F]:
         """Decorate a typed function as a model call through this Relay.
@@ -418,34 +408,10 @@ def _validate(
 
 def _validation_error(exc: ValidationError) -> RequestValidationError:
     errors = exc.errors(include_url=False)
-    paths = [_field_path(error) for error in errors]
-    problems = [
-        f"{path}: {error['msg']} (got {_short(error.get('input'))})"
-        for path, error in zip(paths[:3], errors, strict=False)
-    ]
+    paths = [error_path(error, "request") for error in errors]
+    problems = [f"{path}: {problem(error)}" for path, error in zip(paths[:3], errors, strict=False)]
     more = len(errors) - len(problems)
     suffix = f"; and {more} more" if more > 0 else ""
     return RequestValidationError(
         f"invalid request, nothing was sent: {'; '.join(problems)}{suffix}", field=paths[0]
     )
-
-
-def _field_path(error: ErrorDetails) -> str:
-    """``messages[0].role`` from pydantic's location, without union and tag noise."""
-    loc = list(error["loc"])
-    if error["type"] == "union_tag_invalid":  # the discriminator itself is the bad field
-        loc.append(str(error.get("ctx", {}).get("discriminator", "")).strip("'"))
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part in _LOC_TAGS or not part.isidentifier():
-            continue
-        else:
-            path += f".{part}" if path else part
-    return path or "request"
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,87 @@
+"""Readable, key-free descriptions of pydantic validation errors.
+
+Request arguments and config files are both validated by pydantic; both report a mistake by its
+path (``messages[0].role``, ``targets[1].base_url``) and a short view of what was given. One
+module serves both, so both hide secrets the same way: a value under a key that looks like a
+credential is never echoed back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from pydantic_core import ErrorDetails
+
+__all__ = ["best_error", "describe_input", "error_path", "problem"]
+
+# Union members and discriminator tags pydantic puts in error locations; they are not fields.
+_TAGS = frozenset(
+    {
+        "system",
+        "developer",
+        "user",
+        "assistant",
+        "tool",
+        "function",
+        "text",
+        "image_url",
+        "input_audio",
+        "str",
+        "list",
+        "TargetConfig",
+    }
+)
+# api_key, x-api-key, auth_token, client_secret, ... but not max_tokens or key-less names.
+_SECRET_NAMES = re.compile(
+    r"(^|[_-])(api_?key|key|token|secret|password|authorization)$", re.IGNORECASE
+)
+_MAX_INPUT = 60
+
+
+def error_path(error: ErrorDetails, root: str) -> str:
+    """``messages[0].role`` from pydantic's location, without union and tag noise."""
+    loc: list[int | str] = list(error["loc"])
+    if error["type"] == "union_tag_invalid":  # the discriminator itself is the bad field
+        loc.append(str(error.get("ctx", {}).get("discriminator", "")).strip("'"))
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in _TAGS or not part.isidentifier():
+            continue
+        else:
+            path += f".{part}" if path else part
+    return path or root
+
+
+def best_error(errors: Sequence[ErrorDetails]) -> ErrorDetails:
+    """The most specific of several errors: for a union, the branch that got furthest."""
+    return max(errors, key=lambda error: len(error["loc"]))
+
+
+def problem(error: ErrorDetails) -> str:
+    """What is wrong, in lower case, with a short and key-free view of the input."""
+    message = error["msg"]
+    message = message[:1].lower() + message[1:]
+    return f"{message} (got {describe_input(error.get('input'), error['loc'])})"
+
+
+def describe_input(value: Any, loc: Collection[int | str] = ()) -> str:
+    """A short repr of ``value`` that never shows a credential."""
+    if loc and any(isinstance(p, str) and _SECRET_NAMES.search(p) for p in loc):
+        return "'**********'"
+    text = repr(_redacted(value))
+    return text if len(text) <= _MAX_INPUT else text[: _MAX_INPUT - 3] + "..."
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            k: "**********" if isinstance(k, str) and _SECRET_NAMES.search(k) else _redacted(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
