@@ -196,7 +196,13 @@ class AllTargetsFailedError(ExceptionGroup[RelayError], RelayError):  # type: ig
 
     attempts: tuple[Attempt, ...]
 
-    def __new__(cls, attempts: Sequence[Attempt]) -> Self:
+    def __new__(
+        cls,
+        attempts: Sequence[Attempt],
+        *,
+        latest: Sequence[Attempt] | None = None,
+        exhausted: bool = False,
+    ) -> Self:
         lines = "; ".join(a.describe() for a in attempts)
         count = f"all {len(attempts)} attempts" if len(attempts) != 1 else "the one attempt"
         message = (
@@ -206,16 +212,29 @@ class AllTargetsFailedError(ExceptionGroup[RelayError], RelayError):  # type: ig
         self = super().__new__(cls, message, [a.error for a in attempts])
         self.attempts = tuple(attempts)
         self.status = self.target = self.code = None
-        # An outer Retry may honour the shortest pushback, and retries only if some target may
-        # recover.
-        waits = [a.error.retry_after for a in attempts if a.error.retry_after is not None]
+        # For an outer Retry: only the last pass counts (``latest``; an earlier pass's 503 says
+        # nothing about now), nothing is retryable once every target failed for good
+        # (``exhausted``), and the pushback honoured is the shortest among retryable errors
+        # (an open circuit's remaining time is no reason to wait: that target is skipped).
+        recent = [a.error for a in (attempts if latest is None else latest)]
+        waits = [e.retry_after for e in recent if e.retryable and e.retry_after is not None]
         self.retry_after = min(waits) if waits else None
-        self.retryable = any(a.error.retryable for a in attempts)
+        self.retryable = not exhausted and any(e.retryable for e in recent)
         return self
 
-    def __init__(self, attempts: Sequence[Attempt]) -> None:
+    def __init__(
+        self,
+        attempts: Sequence[Attempt],
+        *,
+        latest: Sequence[Attempt] | None = None,
+        exhausted: bool = False,
+    ) -> None:
         # ExceptionGroup builds itself in __new__; this only keeps args printable.
         super().__init__(self.message, [a.error for a in self.attempts])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copy and pickle rebuild from the attempts, then restore retryable and retry_after.
+        return (type(self), (self.attempts,), self.__dict__)
 
     def derive(self, excs: Sequence[RelayError]) -> ExceptionGroup[RelayError]:  # type: ignore[override]
         kept = [a for a in self.attempts if a.error in excs]

@@ -68,7 +68,13 @@ class Relay:
         self.middleware = tuple(middleware)
         self.strategy = strategy or Fallback()
         self.clock = clock or SystemClock()
-        every_target = (*self.targets, *(t for chain in self.routes.values() for t in chain))
+        # A target named in several routes is one target: its middleware is checked once.
+        every_target = tuple(
+            {
+                id(t): t
+                for t in (*self.targets, *(t for chain in self.routes.values() for t in chain))
+            }.values()
+        )
         _reject_stacked_retries(self.middleware, every_target)
         # A middleware that observes events (Logging, telemetry) offers an ``on_event`` method;
         # it becomes a listener, so observing costs nothing in the call path.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from relaykit.backends.base import Backend
@@ -45,9 +45,16 @@ class Target:
         name = self.label
         inner = compose(self.middleware, _upstream(self.backend, name))
 
-        def enter(request: ChatRequest, ctx: CallContext) -> Awaitable[Response]:
-            ctx.target = name
-            return inner(request, ctx)
+        async def enter(request: ChatRequest, ctx: CallContext) -> Response:
+            previous, ctx.target = ctx.target, name
+            try:
+                return await inner(request, ctx)
+            except RelayError:
+                # Layers outside the targets (an outer RateLimit under a Retry) must not see
+                # the last target tried as if it were theirs. A cancellation (a deadline) keeps
+                # it, so the Timeout can name the target that was too slow.
+                ctx.target = previous
+                raise
 
         return BoundTarget(self, enter)
 

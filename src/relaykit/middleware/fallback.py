@@ -155,6 +155,7 @@ class Fallback:
     ) -> tuple[Response, int]:
         """The first answer from ``chain[start:]`` and the index of the target that gave it."""
         too_small: int | None = None  # a context window already known to be too small
+        this_pass = len(ctx.failures)
         for index in range(start, len(chain)):
             target = chain[index]
             if _skipped(target, ctx, too_small):
@@ -168,7 +169,7 @@ class Fallback:
                     raise
                 if isinstance(exc, ContextWindowError) and target.target.context_window:
                     too_small = max(too_small or 0, target.target.context_window)
-                self._announce(chain, index, ctx, exc)
+                self._announce(chain, index, ctx, exc, too_small)
                 continue
             if self.answer_checks and isinstance(result, ChatCompletion):
                 check = self.rejected_by(result)
@@ -177,17 +178,32 @@ class Fallback:
                         f"gave an answer rejected by {check.name}", target=target.name
                     )
                     ctx.failures.append(Attempt(target.name, error, ctx.clock.now() - started))
-                    self._announce(chain, index, ctx, error)
+                    self._announce(chain, index, ctx, error, too_small)
                     continue
             return result, index
-        # Reaching here means every target failed or was skipped for an earlier failure.
-        raise AllTargetsFailedError(ctx.failures)
+        # Every target failed, or was skipped for an earlier failure.
+        if len(chain) == 1:  # one target raises its own typed error
+            raise ctx.failures[-1].error
+        raise AllTargetsFailedError(
+            ctx.failures,
+            latest=ctx.failures[this_pass:],
+            exhausted=all(_failed_for_good(t, ctx) for t in chain),
+        )
 
     def _announce(
-        self, chain: tuple[BoundTarget, ...], index: int, ctx: CallContext, error: RelayError
+        self,
+        chain: tuple[BoundTarget, ...],
+        index: int,
+        ctx: CallContext,
+        error: RelayError,
+        too_small: int | None,
     ) -> None:
-        if FallingBack in ctx.observed and index + 1 < len(chain):
-            ctx.emit(FallingBack(chain[index].name, chain[index + 1].name, error))
+        if FallingBack not in ctx.observed:
+            return
+        following = (t for t in chain[index + 1 :] if not _skipped(t, ctx, too_small))
+        upcoming = next(following, None)
+        if upcoming is not None:
+            ctx.emit(FallingBack(chain[index].name, upcoming.name, error))
 
     async def _continued(
         self,
@@ -202,37 +218,48 @@ class Fallback:
         text: list[str] = []
         current: ChatStream = stream
         skip_first = True  # the wrapper ChatStream already yielded the first chunk
-        while True:
-            try:
-                async for chunk in current:
-                    if skip_first:
-                        skip_first = False
-                        _collect(chunk, text)
-                        continue
-                    _collect(chunk, text)
-                    yield (
-                        chunk if chunk.id == first_id else chunk.model_copy(update={"id": first_id})
-                    )
-                return
-            except StreamInterruptedError as exc:
-                if index + 1 >= len(chain) or _has_tool_calls(exc.partial):
-                    raise _cause(exc) from None
-                ctx.failures.append(Attempt(chain[index].name, exc, 0.0))
-                self._announce(chain, index, ctx, exc)
-                continuation = _continuation(request, "".join(text))
+        try:
+            while True:
                 try:
-                    result, index = await self._first_answer(chain, index + 1, continuation, ctx)
-                except RelayError:
-                    raise _cause(exc) from None
-                assert isinstance(result, ChatStream)
-                current = result
+                    async for chunk in current:
+                        _collect(chunk, text)
+                        if skip_first:
+                            skip_first = False
+                            continue
+                        yield (
+                            chunk
+                            if chunk.id == first_id
+                            else chunk.model_copy(update={"id": first_id})
+                        )
+                    return
+                except StreamInterruptedError as exc:
+                    if index + 1 >= len(chain) or _has_tool_calls(exc.partial):
+                        raise _cause(exc) from None
+                    ctx.failures.append(Attempt(chain[index].name, exc, 0.0))
+                    self._announce(chain, index, ctx, exc, None)
+                    continuation = _continuation(request, "".join(text))
+                    try:
+                        result, index = await self._first_answer(
+                            chain, index + 1, continuation, ctx
+                        )
+                    except RelayError:
+                        raise _cause(exc) from None
+                    assert isinstance(result, ChatStream)
+                    current = result
+        finally:
+            # Closing early (or failing) must release the upstream stream now, not at GC.
+            await current.aclose()
 
 
 def _skipped(target: BoundTarget, ctx: CallContext, too_small: int | None) -> bool:
     window = target.target.context_window
     if too_small is not None and window is not None and window <= too_small:
         return True
-    # A target that already failed for good in this call (auth, quota, ...) is not asked again.
+    return _failed_for_good(target, ctx)
+
+
+def _failed_for_good(target: BoundTarget, ctx: CallContext) -> bool:
+    """A target that failed for good in this call (auth, quota, ...) is not asked again."""
     return any(a.target == target.name and not a.error.retryable for a in ctx.failures)
 
 

@@ -1,0 +1,117 @@
+"""Fallback under an outer Retry: what the retry sees after every target failed."""
+
+from __future__ import annotations
+
+import pytest
+
+from relaykit import (
+    AllTargetsFailedError,
+    CircuitBreaker,
+    FunctionBackend,
+    OpenAICompatible,
+    ProviderError,
+    QuotaExceededError,
+    RateLimit,
+    Relay,
+    Retry,
+    Target,
+)
+from relaykit.testing import FakeClock, FakeProvider, Reply
+from relaykit.types import ChatRequest
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+def failing(name: str, error: Exception, calls: list[str]) -> FunctionBackend:
+    async def fail(request: ChatRequest) -> str:
+        calls.append(name)
+        raise error
+
+    return FunctionBackend(fail, name=name)
+
+
+async def test_an_open_circuit_is_no_reason_for_the_retry_to_wait() -> None:
+    calls: list[str] = []
+    clock = FakeClock()
+    guarded = Target(
+        failing("a", ProviderError("answered 503", status=503), calls),
+        middleware=[CircuitBreaker(failures=1, cooldown_s=30)],
+    )
+    relay = Relay(
+        targets=[guarded, failing("b", ProviderError("answered 503", status=503), calls)],
+        middleware=[Retry(attempts=3, jitter=False, base_delay_s=0.5, budget=None)],
+        clock=clock,
+    )
+    with pytest.raises(AllTargetsFailedError):
+        await relay.acomplete(messages=HI)
+    assert clock.sleeps == [0.5, 1.0]  # backoff only; not the circuit's 30 s
+    assert calls == ["a", "b", "b", "b"]  # a's circuit opened after its first failure
+
+
+async def test_no_retry_once_every_target_failed_for_good() -> None:
+    calls: list[str] = []
+    clock = FakeClock()
+    outcomes = iter([ProviderError("answered 503", status=503), QuotaExceededError("quota")])
+
+    async def flaky(request: ChatRequest) -> str:
+        calls.append("b")
+        raise next(outcomes)
+
+    relay = Relay(
+        targets=[
+            failing("a", QuotaExceededError("quota"), calls),
+            FunctionBackend(flaky, name="b"),
+        ],
+        middleware=[Retry(attempts=5, jitter=False, budget=None)],
+        clock=clock,
+    )
+    with pytest.raises(AllTargetsFailedError) as caught:
+        await relay.acomplete(messages=HI)
+    assert calls == ["a", "b", "b"]  # round 2: a skipped, b quota; then nothing left to try
+    assert len(clock.sleeps) == 1
+    assert caught.value.retryable is False
+
+
+async def test_an_outer_rate_limit_keeps_one_bucket_across_retries() -> None:
+    clock = FakeClock()
+    async with FakeProvider() as provider:
+        provider.script(Reply.overloaded(), Reply.ok("second try"))
+        relay = Relay(
+            targets=[Target(OpenAICompatible(provider.url, model="m"), name="a")],
+            middleware=[Retry(attempts=3, budget=None), RateLimit(rpm=1)],
+            clock=clock,
+        )
+        with pytest.raises(Exception, match="over its local limit"):
+            await relay.acomplete(messages=HI)
+        await relay.aclose()
+    assert provider.request_count == 1  # the retry was held to the relay-wide limit
+
+
+async def test_one_target_with_an_answer_check_raises_its_own_error() -> None:
+    from relaykit import BadResponseError, Fallback, empty_answer
+
+    relay = Relay(
+        targets=[FunctionBackend(lambda request: "", name="only")],
+        strategy=Fallback(fallback_on=[empty_answer]),
+    )
+    with pytest.raises(BadResponseError, match="rejected by empty_answer"):
+        await relay.acomplete(messages=HI)
+
+
+def test_a_target_reused_in_routes_with_its_own_retry_builds() -> None:
+    shared = Target(FunctionBackend(lambda request: "ok", name="a"), middleware=[Retry()])
+    Relay(targets=[shared], routes={"smart": [shared]})
+
+
+def test_all_targets_failed_survives_copy_with_its_retry_facts() -> None:
+    import copy
+
+    from relaykit.errors import Attempt
+
+    error = AllTargetsFailedError(
+        [Attempt("a", ProviderError("answered 503", status=503, retry_after=2.0), 0.1)],
+        exhausted=True,
+    )
+    clone = copy.copy(error)
+    assert isinstance(clone, AllTargetsFailedError)
+    assert (clone.retryable, clone.retry_after, len(clone.attempts)) == (False, 2.0, 1)
