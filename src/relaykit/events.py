@@ -28,6 +28,7 @@ __all__ = [
     "CircuitOpened",
     "Completed",
     "Event",
+    "Failed",
     "FallingBack",
     "Listener",
     "RateLimited",
@@ -119,6 +120,17 @@ class Completed(Event):
     latency_s: float
     usage: Usage | None
     cached: bool
+    stream: bool
+    tenant: str | None
+
+
+@dataclass(slots=True)
+class Failed(Event):
+    """The call failed with ``error``, the exception the caller gets (for a stream: it broke)."""
+
+    error: RelayError
+    attempts: int
+    latency_s: float
     stream: bool
     tenant: str | None
 

@@ -16,7 +16,7 @@ from relaykit.assembler import chunks_from_completion
 from relaykit.backends.base import Backend
 from relaykit.clock import Clock, SystemClock
 from relaykit.errors import ConfigError, RelayError, RequestValidationError
-from relaykit.events import ALL_EVENTS, Completed, Listener
+from relaykit.events import ALL_EVENTS, Completed, Failed, Listener
 from relaykit.middleware.fallback import Fallback
 from relaykit.pipeline import CacheMode, CallContext, Handler, Middleware, Response, compose
 from relaykit.stream import ChatStream
@@ -173,7 +173,12 @@ class Relay:
         chat = _validate(request, extra_body, stream=False)
         ctx = self._context(tenant, cache, cache_ttl_s, cache_max_age_s, extra_headers)
         ctx.validate = validate
-        result = await self._handler(chat, ctx)
+        try:
+            result = await self._handler(chat, ctx)
+        except RelayError as exc:
+            if Failed in ctx.observed:
+                self._failed(ctx, exc, stream=False)
+            raise
         if isinstance(result, ChatStream):  # a middleware answered with a stream: read it all
             result = await result.completion()
         result._relay = _info(ctx, result._relay)
@@ -202,7 +207,12 @@ class Relay:
         ctx = self._context(tenant, cache, cache_ttl_s, cache_max_age_s, extra_headers)
 
         async def open_stream() -> ChatStream:
-            result = await self._handler(chat, ctx)
+            try:
+                result = await self._handler(chat, ctx)
+            except RelayError as exc:
+                if Failed in ctx.observed:
+                    self._failed(ctx, exc, stream=True)
+                raise
             earlier = None
             if isinstance(result, ChatCompletion):  # e.g. a cache hit: replay it as chunks
                 earlier = result._relay
@@ -211,12 +221,15 @@ class Relay:
                     chunks_from_completion(result, include_usage=include_usage), target=ctx.target
                 )
             result.relay = _info(ctx, earlier)
-            if Completed in ctx.observed:
-                result.on_finish(completed)
+            if Completed in ctx.observed or Failed in ctx.observed:
+                result.on_finish(finished)
             return result
 
-        def completed(stream: ChatStream, error: RelayError | None) -> None:
-            if error is None and stream.ended_cleanly:
+        def finished(stream: ChatStream, error: RelayError | None) -> None:
+            if error is not None:
+                if Failed in ctx.observed:
+                    self._failed(ctx, error, stream=True)
+            elif stream.ended_cleanly and Completed in ctx.observed:
                 self._completed(ctx, stream.partial(), _info(ctx, stream.relay), stream=True)
 
         return ChatStream.pending(open_stream)
@@ -261,6 +274,10 @@ class Relay:
                 tenant=ctx.tenant,
             )
         )
+
+    def _failed(self, ctx: CallContext, error: RelayError, *, stream: bool) -> None:
+        latency_s = ctx.clock.now() - ctx.started
+        ctx.emit(Failed(error, ctx.attempt, latency_s, stream, ctx.tenant))
 
     async def aclose(self) -> None:
         """Close every backend's connections and every middleware that holds resources."""

@@ -8,7 +8,8 @@ JSON apart from its null fields: nothing relaykit adds shows up as if the provid
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -233,6 +234,12 @@ class ChatRequest(_Wire):
         if self._body is None:
             self._body = self.model_dump(exclude_none=True, by_alias=True)
         return self._body
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy with ``update`` applied; its upstream body is computed afresh."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy._body = None
+        return copy
 
 
 # --- response ----------------------------------------------------------------------------------

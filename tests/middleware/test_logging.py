@@ -11,7 +11,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from relaykit import OpenAICompatible, Relay, Target
-from relaykit.errors import ProviderError
+from relaykit.errors import ProviderError, RelayError
 from relaykit.events import (
     CacheHit,
     CacheMiss,
@@ -360,3 +360,51 @@ def test_unknown_level_is_rejected_at_construction(level: str) -> None:
 
 def test_level_names_are_case_insensitive() -> None:
     assert Logging(level="WARNING").level == "warning"
+
+
+async def test_a_failed_call_logs_one_error_line_with_what_the_caller_got(logs) -> None:
+    async with FakeProvider() as provider:
+        provider.script(Reply.quota())
+        async with Relay(targets=[named(provider, "only")], middleware=[Logging()]) as relay:
+            with pytest.raises(RelayError):
+                await relay.acomplete(messages=HI)
+    assert events(logs) == [
+        ("warning", "relaykit.attempt_failed"),
+        ("error", "relaykit.failed"),
+    ]
+    failed = logs[-1]
+    assert (failed["error_type"], failed["status"], failed["attempts"]) == (
+        "QuotaExceededError",
+        429,
+        1,
+    )
+
+
+async def test_a_call_refused_before_any_request_is_still_logged(logs) -> None:
+    from relaykit import CircuitBreaker, CircuitOpenError
+
+    async def broken(request: ChatRequest) -> str:
+        raise ProviderError("answered 503", status=503)
+
+    guarded = Target(FunctionBackend(broken, name="only"), middleware=[CircuitBreaker(failures=1)])
+    relay = Relay(targets=[guarded], middleware=[Logging()], clock=FakeClock())
+    with pytest.raises(ProviderError):
+        await relay.acomplete(messages=HI)
+    logs.clear()
+    with pytest.raises(CircuitOpenError):
+        await relay.acomplete(messages=HI)
+    assert events(logs) == [("error", "relaykit.failed")]
+    assert logs[0]["error_type"] == "CircuitOpenError" and logs[0]["attempts"] == 0
+
+
+async def test_a_broken_stream_logs_a_failed_line_not_a_completed_one(logs) -> None:
+    from relaykit import StreamInterruptedError
+
+    async with FakeProvider() as provider:
+        provider.script(Reply.ok("one two three four").drop_after(3))
+        async with Relay(targets=[named(provider, "only")], middleware=[Logging()]) as relay:
+            stream = await relay.astream(messages=HI)
+            with pytest.raises(StreamInterruptedError):
+                await stream.completion()
+    assert events(logs) == [("error", "relaykit.failed")]
+    assert logs[0]["stream"] is True

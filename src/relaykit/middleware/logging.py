@@ -13,6 +13,8 @@ event                     level    fields
 relaykit.completed        level=   target, model, latency_ms, attempts, prompt_tokens,
                                    completion_tokens, total_tokens, tenant, cached, stream
                                    (+ messages, answer with ``content=True``)
+relaykit.failed           error    attempts, latency_ms, tenant, stream, error_type, status,
+                                   error (the call failed: the caller gets this error)
 relaykit.attempt_failed   warning  target, attempt, latency_ms, error_type, status, error
 relaykit.retrying         warning  target, attempt, delay_s, error_type, status, error
 relaykit.falling_back     warning  target, to_target, error_type, status, error
@@ -54,6 +56,7 @@ from relaykit.events import (
     CircuitOpened,
     Completed,
     Event,
+    Failed,
     FallingBack,
     RateLimited,
     Retrying,
@@ -74,6 +77,7 @@ _LEVELS = {
 _DEBUG = _stdlib_logging.DEBUG
 _INFO = _stdlib_logging.INFO
 _WARNING = _stdlib_logging.WARNING
+_ERROR = _stdlib_logging.ERROR
 
 _log = _stdlib_logging.getLogger("relaykit")
 
@@ -123,6 +127,7 @@ class Logging:
             CircuitOpened: self._circuit_opened,
             CircuitClosed: self._circuit_closed,
             RateLimited: self._rate_limited,
+            Failed: self._failed,
         }
         if not content:  # with content, __call__ writes the completion line (it has the request)
             self._handlers[Completed] = self._completed
@@ -219,6 +224,18 @@ class Logging:
                 e.target, e.model, e.attempts, e.latency_s, e.usage, e.cached, e.stream, e.tenant
             )
             getattr(log, self.level)("relaykit.completed", **fields)
+
+    def _failed(self, e: Failed) -> None:
+        log = self._enabled(_ERROR)
+        if log is not None:
+            log.error(
+                "relaykit.failed",
+                attempts=e.attempts,
+                latency_ms=_ms(e.latency_s),
+                tenant=e.tenant,
+                stream=e.stream,
+                **_error_fields(e.error),
+            )
 
     def _attempt_started(self, e: AttemptStarted) -> None:
         log = self._enabled(_DEBUG)
