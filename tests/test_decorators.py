@@ -20,7 +20,8 @@ from relaykit import (
     Relay,
     Target,
 )
-from relaykit.decorators import classify_exception, resilient
+from relaykit.classify import classify_exception
+from relaykit.decorators import resilient
 from relaykit.middleware.cache import Cache
 from relaykit.middleware.retry import Retry
 from relaykit.testing import FakeClock, FakeProvider, Reply
@@ -258,6 +259,33 @@ def test_classify_openai_sdk_exceptions() -> None:
     assert isinstance(error, RateLimitError) and error.retry_after == 3.0
     timeout = openai.APITimeoutError(request=httpx.Request("POST", "http://127.0.0.1/"))
     assert isinstance(classify_exception(timeout), ProviderTimeout)
+
+
+async def test_resilient_passes_the_fallback_model_through_model_arg_even_positionally() -> None:
+    seen: list[str] = []
+
+    @resilient(fallback_models=["small"], model_arg="engine")
+    async def ask(question: str, engine: str = "large") -> str:
+        seen.append(engine)
+        if engine == "large":
+            raise httpx.ConnectError("refused")
+        return f"{question} via {engine}"
+
+    assert await ask("hi", "large") == "hi via small"
+    assert seen == ["large", "small"]
+
+
+async def test_resilient_lets_the_functions_own_bugs_through_untouched() -> None:
+    calls: list[str] = []
+
+    @resilient(retry=3, fallback_models=["b"])
+    async def ask(model: str = "a") -> str:
+        calls.append(model)
+        return {"no": "such key"}["answer"]
+
+    with pytest.raises(KeyError, match="answer"):
+        await ask()
+    assert calls == ["a"]  # no retry, no fallback for a bug
 
 
 def test_classify_httpx_status_errors() -> None:

@@ -16,9 +16,11 @@ from typing import Any
 
 from relaykit.errors import (
     AuthenticationError,
+    BadResponseError,
     ContentFilterError,
     ContextWindowError,
     InvalidRequestError,
+    ProviderConnectionError,
     ProviderError,
     ProviderTimeout,
     QuotaExceededError,
@@ -26,7 +28,12 @@ from relaykit.errors import (
     RelayError,
 )
 
-__all__ = ["error_from_http", "parse_error_body", "retry_after_from_headers"]
+__all__ = [
+    "classify_exception",
+    "error_from_http",
+    "parse_error_body",
+    "retry_after_from_headers",
+]
 
 _CONTEXT_WINDOW_HINTS = re.compile(
     r"context[_ ]length|context window|maximum context|prompt is too long|too many tokens",
@@ -160,3 +167,46 @@ def _text(value: Any) -> str:
 def _snippet(text: str) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= _MAX_SNIPPET else flat[:_MAX_SNIPPET] + "…"
+
+
+def classify_exception(exc: BaseException) -> RelayError | None:
+    """relaykit's error for an exception from the openai SDK, httpx, aiohttp or requests.
+
+    Duck-typed on what those libraries expose (a status code, a response with headers, a body),
+    so none of them is imported. None when ``exc`` is no model-call failure at all (a bug in
+    the caller's own code), which must not be retried or fallen back on.
+    """
+    status = _status_of(exc)
+    name = type(exc).__name__
+    if status is not None:
+        response = getattr(exc, "response", None)
+        headers = getattr(response, "headers", None) or getattr(exc, "headers", None) or {}
+        body = getattr(exc, "body", None)
+        if body is None and response is not None:
+            body = _response_text(response)
+        error = error_from_http(status, body if body is not None else str(exc), dict(headers))
+        error.__cause__ = exc
+        return error
+    if "Timeout" in name or isinstance(exc, TimeoutError):
+        return ProviderTimeout(f"timed out: {name}: {exc}")
+    if "Connect" in name or "Connection" in name or isinstance(exc, ConnectionError | OSError):
+        return ProviderConnectionError(f"could not be reached: {name}: {exc}")
+    if "JSONDecode" in name or "Decoding" in name:  # a body the SDK could not parse
+        return BadResponseError(f"sent an answer that could not be read: {name}: {exc}")
+    return None
+
+
+def _status_of(exc: BaseException) -> int | None:
+    for source in (exc, getattr(exc, "response", None)):
+        for attribute in ("status_code", "status"):
+            value = getattr(source, attribute, None)
+            if isinstance(value, int) and 100 <= value < 600:
+                return value
+    return None
+
+
+def _response_text(response: Any) -> str | None:
+    # httpx and requests have the body as a str property; aiohttp's text() is a coroutine, and
+    # its message is on the exception instead.
+    text = getattr(response, "text", None)
+    return text if isinstance(text, str) else None

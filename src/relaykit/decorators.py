@@ -24,13 +24,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 from pydantic import BaseModel, PrivateAttr, ValidationError
 
 from relaykit.backends.function import FunctionBackend
-from relaykit.classify import error_from_http
-from relaykit.errors import (
-    BadResponseError,
-    ProviderConnectionError,
-    ProviderTimeout,
-    RelayError,
-)
+from relaykit.classify import classify_exception
+from relaykit.errors import BadResponseError, InvalidRequestError, RelayError
 from relaykit.pipeline import Middleware
 from relaykit.target import Target
 from relaykit.types import ChatCompletion, ChatRequest
@@ -38,7 +33,7 @@ from relaykit.types import ChatCompletion, ChatRequest
 if TYPE_CHECKING:
     from relaykit.relay import Relay
 
-__all__ = ["classify_exception", "prompt", "resilient"]
+__all__ = ["prompt", "resilient"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -160,10 +155,12 @@ def resilient(
 ) -> Callable[[F], F]:
     """Run relaykit's middlewares around your own model-calling function.
 
-    The function is called with its own arguments; fallback calls it again with
-    ``model_arg=<next model>``. Exceptions from the openai SDK, httpx, aiohttp or requests are
-    classified (status, Retry-After, timeouts, connection errors) so Retry and Fallback decide
-    as they would for a relaykit backend. Cache keys are the function's arguments and the model.
+    The function is called with its own arguments; fallback calls it again with its
+    ``model_arg`` parameter set to the next model. Exceptions from the openai SDK, httpx,
+    aiohttp or requests are classified (status, Retry-After, timeouts, connection errors) so
+    Retry and Fallback decide as they would for a relaykit backend; any other exception is the
+    function's own bug and reaches the caller unchanged, with no retry and no fallback. Cache
+    keys are the function's arguments.
 
     >>> @resilient(retry=3, fallback_models=["gpt-4o-mini"], timeout=30)
     ... async def ask(question: str, model: str = "gpt-4o") -> str:
@@ -180,8 +177,9 @@ def resilient(
                 f"{fn.__qualname__} has no {model_arg!r} parameter, so fallback_models cannot be "
                 f"passed to it; add the parameter or set model_arg="
             )
-        targets = [Target(_backend(fn, None), name=fn.__name__)] + [
-            Target(_backend(fn, m), name=f"{fn.__name__}[{m}]") for m in fallback_models
+        targets = [Target(_backend(fn, signature, model_arg, None), name=fn.__name__)] + [
+            Target(_backend(fn, signature, model_arg, m), name=f"{fn.__name__}[{m}]")
+            for m in fallback_models
         ]
         layers = [*(_as_timeout(timeout) or ()), *middleware]
         if cache is not None:
@@ -202,6 +200,8 @@ def resilient(
             token = _CALL.set((args, kwargs))
             try:
                 answer = await relay.acomplete(**request_for(args, kwargs))
+            except _UnclassifiedError as error:
+                raise error.__cause__ or error from None  # the function's own exception
             finally:
                 _CALL.reset(token)
             return answer._value if isinstance(answer, _Envelope) else answer.content
@@ -225,11 +225,20 @@ def resilient(
     return decorate
 
 
-def _backend(fn: Callable[..., Any], model: str | None) -> FunctionBackend:
+class _UnclassifiedError(InvalidRequestError):
+    """The wrapped function raised something that is not a model-call failure (a bug of its
+    own): it fails fast, with no retry and no fallback, and the caller gets the original."""
+
+
+def _backend(
+    fn: Callable[..., Any], signature: inspect.Signature, model_arg: str, model: str | None
+) -> FunctionBackend:
     async def call(request: ChatRequest) -> _Envelope:
         args, kwargs = _CALL.get()
-        if model is not None:
-            kwargs = {**kwargs, "model": model}
+        if model is not None:  # a fallback model replaces the argument, however it was passed
+            bound = signature.bind(*args, **kwargs)
+            bound.arguments[model_arg] = model
+            args, kwargs = bound.args, bound.kwargs
         try:
             if inspect.iscoroutinefunction(fn):
                 value = await fn(*args, **kwargs)
@@ -238,7 +247,10 @@ def _backend(fn: Callable[..., Any], model: str | None) -> FunctionBackend:
         except RelayError:
             raise
         except Exception as exc:
-            raise classify_exception(exc) from exc
+            error = classify_exception(exc)
+            if error is None:
+                raise _UnclassifiedError(f"raised {type(exc).__name__}: {exc}") from exc
+            raise error from exc
         envelope = _Envelope.model_validate(
             {
                 "id": "resilient",
@@ -261,46 +273,6 @@ def _backend(fn: Callable[..., Any], model: str | None) -> FunctionBackend:
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else repr(value)
-
-
-def classify_exception(exc: BaseException) -> RelayError:
-    """relaykit's error for an exception from the openai SDK, httpx, aiohttp or requests.
-
-    Duck-typed on what those libraries expose (a status code, a response with headers, a body),
-    so none of them is imported.
-    """
-    status = _status_of(exc)
-    name = type(exc).__name__
-    if status is not None:
-        response = getattr(exc, "response", None)
-        headers = getattr(response, "headers", None) or getattr(exc, "headers", None) or {}
-        body = getattr(exc, "body", None)
-        if body is None and response is not None:
-            body = _response_text(response)
-        error = error_from_http(status, body if body is not None else str(exc), dict(headers))
-        error.__cause__ = exc
-        return error
-    if "Timeout" in name or isinstance(exc, TimeoutError):
-        return ProviderTimeout(f"timed out: {name}: {exc}")
-    if "Connect" in name or "Connection" in name or isinstance(exc, ConnectionError | OSError):
-        return ProviderConnectionError(f"could not be reached: {name}: {exc}")
-    return BadResponseError(f"raised {name}: {exc}")
-
-
-def _status_of(exc: BaseException) -> int | None:
-    for source in (exc, getattr(exc, "response", None)):
-        for attribute in ("status_code", "status"):
-            value = getattr(source, attribute, None)
-            if isinstance(value, int) and 100 <= value < 600:
-                return value
-    return None
-
-
-def _response_text(response: Any) -> str | None:
-    text = getattr(response, "text", None)
-    if callable(text) and not inspect.iscoroutinefunction(text):
-        text = None  # aiohttp's text() is a coroutine; its message is on the exception
-    return text if isinstance(text, str) else None
 
 
 def _as_retry(retry: Middleware | int) -> Middleware:
