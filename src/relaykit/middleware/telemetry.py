@@ -86,7 +86,11 @@ class OpenTelemetry:
     """
 
     def __init__(
-        self, *, tracer_provider: TracerProvider | None = None, capture_content: bool = False
+        self,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        capture_content: bool = False,
+        system: str = "openai",
     ) -> None:
         try:
             from opentelemetry import context as otel_context
@@ -97,6 +101,8 @@ class OpenTelemetry:
                 "install them with: pip install relaykit[otel]"
             ) from exc
         self.capture_content = capture_content
+        # gen_ai.system names the API family, not a target: relaykit's backends speak OpenAI's.
+        self.system = system
         self._tracer = trace.get_tracer("relaykit", tracer_provider=tracer_provider)
         self._client = trace.SpanKind.CLIENT
         self._in_context = trace.set_span_in_context
@@ -192,7 +198,7 @@ class OpenTelemetry:
         self, call: _CallTrace, ctx: CallContext, request: ChatRequest, *, cached: bool
     ) -> dict[str, Any]:
         attributes: dict[str, Any] = {
-            "gen_ai.system": ctx.target or "openai",
+            "gen_ai.system": self.system,
             "relaykit.attempt": ctx.attempt,
             "relaykit.cached": cached,
             "relaykit.fallback": call.fell_back or len(call.targets) > 1,
@@ -221,7 +227,7 @@ class OpenTelemetry:
     def _attempt_started(self, call: _CallTrace, e: AttemptStarted) -> None:
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat",
-            "gen_ai.system": e.target,
+            "gen_ai.system": self.system,
             "relaykit.target": e.target,
             "relaykit.attempt": e.attempt,
         }
