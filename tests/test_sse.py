@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -131,3 +133,16 @@ def test_splitting_the_bytes_at_arbitrary_points_yields_the_same_events(
     assert decode(*reads) == expected
     one_byte_at_a_time = [raw[i : i + 1] for i in range(len(raw))]
     assert decode(*one_byte_at_a_time) == expected
+
+
+def test_a_broken_utf8_byte_becomes_a_replacement_character_instead_of_an_error() -> None:
+    raw = b'data: {"content":"caf\xff au lait"}\n\n'
+
+    events = decode(raw)
+
+    assert events == [SSEEvent('{"content":"caf\ufffd au lait"}')]
+    assert json.loads(events[0].data) == {"content": "caf\ufffd au lait"}
+
+
+def test_a_broken_utf8_byte_in_a_last_event_without_its_blank_line_is_replaced_too() -> None:
+    assert decode(b'data: {"content":"\xff"}') == [SSEEvent('{"content":"\ufffd"}')]

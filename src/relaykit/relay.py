@@ -12,7 +12,6 @@ from pydantic import ValidationError
 
 from relaykit._loop_thread import LoopThread
 from relaykit._validation import error_path, problem
-from relaykit.assembler import chunks_from_completion
 from relaykit.backends.base import Backend
 from relaykit.clock import Clock, SystemClock
 from relaykit.errors import ConfigError, RelayError, RequestValidationError
@@ -217,8 +216,8 @@ class Relay:
             if isinstance(result, ChatCompletion):  # e.g. a cache hit: replay it as chunks
                 earlier = result._relay
                 include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-                result = ChatStream.replay(
-                    chunks_from_completion(result, include_usage=include_usage), target=ctx.target
+                result = ChatStream.from_completion(
+                    result, include_usage=include_usage, target=ctx.target
                 )
             result.relay = _info(ctx, earlier)
             if Completed in ctx.observed or Failed in ctx.observed:

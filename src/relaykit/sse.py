@@ -4,7 +4,9 @@ Network reads split events anywhere, and one read may carry several events, so t
 a byte buffer and emits complete ``data`` payloads only. It accepts LF, CRLF and CR line ends,
 comment lines (``: keep-alive``), ``event:``/``id:``/``retry:`` fields, and multi-line data. It is
 byte-based and does not use aiohttp's line reader, whose line-length limit a single large
-tool-call chunk can exceed.
+tool-call chunk can exceed. Lines are decoded only once whole, so a character split across reads
+is intact; a byte that is not UTF-8 (a provider's broken output) becomes U+FFFD rather than an
+exception that retry and fallback would not recognise.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class SSEDecoder:
                 end, next_start = lf, lf + 1
             else:
                 break
-            self._line(buffer[start:end].decode("utf-8"), events)
+            self._line(buffer[start:end].decode("utf-8", "replace"), events)
             start = next_start
         self._buffer = buffer[start:]
         return events
@@ -58,7 +60,7 @@ class SSEDecoder:
         events: list[SSEEvent] = []
         if self._buffer:
             # A CR held back as a possible half of a CRLF is, at the end, a line end.
-            self._line(self._buffer.removesuffix(b"\r").decode("utf-8"), events)
+            self._line(self._buffer.removesuffix(b"\r").decode("utf-8", "replace"), events)
             self._buffer = b""
         self._line("", events)
         return events

@@ -10,11 +10,13 @@ to reach the commit point (so errors before the first chunk raise at the ``await
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from relaykit.assembler import StreamAssembler
+from relaykit.assembler import StreamAssembler, chunks_from_completion
 from relaykit.errors import RelayError, StreamInterruptedError
 from relaykit.types import ChatCompletion, ChatCompletionChunk, RelayInfo
 
@@ -28,7 +30,12 @@ class ChatStream:
 
     Finalizers added with ``on_finish`` run exactly once: when the stream ends cleanly
     (``error`` is None and ``ended_cleanly`` is True), when it breaks (``error`` set), or when
-    the caller closes it early (``error`` None, ``ended_cleanly`` False).
+    the caller closes it early (``error`` None, ``ended_cleanly`` False). Closing early includes
+    ``aclose()``, a cancelled reader, an exception that is not a ``RelayError``, and a ``break``
+    out of ``async for``. Python does not tell an async iterator about a ``break``; the stream
+    notices only when it is garbage-collected, possibly on another thread, so its finalizers
+    then run as a callback on the event loop where they were added, or at once if that loop is
+    closed. Finalizers must be cheap and synchronous, and must cope with a closed loop.
     """
 
     __slots__ = (
@@ -37,6 +44,7 @@ class ChatStream:
         "_finalizers",
         "_finished",
         "_first",
+        "_loop",
         "_opener",
         "ended_cleanly",
         "relay",
@@ -56,6 +64,7 @@ class ChatStream:
         self._assembler = StreamAssembler()
         self._finalizers: list[StreamFinalizer] = []
         self._finished = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # where the finalizers were added
         self.ended_cleanly = False
         self.target = target
         self.relay: RelayInfo | None = None
@@ -74,6 +83,19 @@ class ChatStream:
             raise ValueError("a replayed stream needs at least one chunk")
         return cls(chunks[0], _iterate(chunks[1:]), target=target)
 
+    @classmethod
+    def from_completion(
+        cls, completion: ChatCompletion, *, include_usage: bool, target: str | None = None
+    ) -> Self:
+        """A committed stream of the chunks a provider would have sent for ``completion``.
+
+        The usage chunk is sent only when ``include_usage`` asks for it (the request's
+        ``stream_options.include_usage``), as OpenAI does.
+        """
+        return cls.replay(
+            chunks_from_completion(completion, include_usage=include_usage), target=target
+        )
+
     async def _open(self) -> None:
         opener, self._opener = self._opener, None
         assert opener is not None
@@ -85,6 +107,7 @@ class ChatStream:
         self._finalizers.extend(inner._finalizers)
         inner._finalizers = []
         inner._finished = True
+        self._loop = self._loop or inner._loop
         self.target = inner.target
         self.relay = self.relay or inner.relay
 
@@ -112,9 +135,13 @@ class ChatStream:
                 self._finish(None)
                 raise
             except RelayError as exc:
-                error = self._interrupted(exc)
+                cause = _breaking(exc)
+                error = self._interrupted(cause)
                 self._finish(error)
-                raise error from exc
+                raise error from cause
+            except BaseException:  # cancelled, or a bug: the caller will not read on
+                self._finish(None)
+                raise
         self._assembler.add(chunk)
         return chunk
 
@@ -132,6 +159,9 @@ class ChatStream:
     def on_finish(self, finalizer: StreamFinalizer) -> None:
         """Run ``finalizer(stream, error)`` once, when the stream ends, breaks or is closed."""
         self._finalizers.append(finalizer)
+        if self._loop is None:
+            with contextlib.suppress(RuntimeError):  # added outside async code: no loop to use
+                self._loop = asyncio.get_running_loop()
 
     def _finish(self, error: RelayError | None) -> None:
         if self._finished:
@@ -160,6 +190,25 @@ class ChatStream:
             await aclose()
         self._finish(None)
 
+    def __del__(self) -> None:
+        # A ``break`` out of ``async for`` leaves the stream unfinished; its collection is the
+        # only sign. Collection happens at any point of any thread (a SyncChatStream dropped by
+        # sync code), so the finalizers are handed to their loop as a callback of their own,
+        # where they run as if the stream had ended there (and the loop's exception handler
+        # reports a failing one). Nothing may escape from here, and a half-built stream has no
+        # slots set.
+        if getattr(self, "_finished", True) or not self._finalizers:
+            return
+        loop = self._loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._finish, None)
+                return
+            except RuntimeError:  # the loop is closed: nobody waits there, finish right here
+                pass
+        with contextlib.suppress(Exception):  # no loop, no caller: nobody to report to
+            self._finish(None)
+
     async def __aenter__(self) -> Self:
         return await self
 
@@ -174,6 +223,13 @@ class ChatStream:
     def __repr__(self) -> str:
         state = "pending" if self._opener else ("finished" if self._finished else "open")
         return f"<ChatStream {state} target={self.target!r} chunks={self._assembler.chunk_count}>"
+
+
+def _breaking(error: RelayError) -> RelayError:
+    """The error that broke the stream, under a StreamInterruptedError a middleware passed on."""
+    if isinstance(error, StreamInterruptedError) and isinstance(error.__cause__, RelayError):
+        return error.__cause__
+    return error
 
 
 async def _iterate(chunks: Sequence[ChatCompletionChunk]) -> AsyncIterator[ChatCompletionChunk]:

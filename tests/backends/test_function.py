@@ -175,3 +175,40 @@ async def test_an_unsupported_return_type_is_a_bad_response() -> None:
 async def test_an_empty_stream_is_a_bad_response_before_the_commit_point() -> None:
     with pytest.raises(BadResponseError, match="streamed nothing"):
         await FunctionBackend(lambda req: iter(())).astream(request(True), context())
+
+
+async def test_closing_a_stream_early_closes_the_functions_async_generator_at_once() -> None:
+    events: list[str] = []
+
+    async def pieces(req: ChatRequest) -> AsyncIterator[str]:
+        try:
+            for piece in ["Hel", "lo", "!"]:
+                yield piece
+                events.append(f"sent {piece}")
+        finally:
+            events.append("released")  # e.g. a local model's GPU slot
+
+    stream = await FunctionBackend(pieces).astream(request(True), context())
+    await anext(stream)
+    await anext(stream)
+    await stream.aclose()
+
+    assert events == ["sent Hel", "released"]  # before the loop had a turn to collect it
+    assert stream.partial().content == "Hello"
+
+
+async def test_closing_a_stream_early_closes_the_functions_generator_at_once() -> None:
+    events: list[str] = []
+
+    def pieces(req: ChatRequest) -> Iterator[str]:
+        try:
+            yield from ["Hel", "lo", "!"]
+        finally:
+            events.append("released")
+
+    stream = await FunctionBackend(pieces).astream(request(True), context())
+    await anext(stream)
+    await stream.aclose()
+
+    assert events == ["released"]
+    assert stream.partial().content == "Hel"

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
+import json
 import socket
-from collections.abc import Callable
+import warnings
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from relaykit import (
     AuthenticationError,
@@ -26,6 +32,7 @@ from relaykit import (
     StreamInterruptedError,
     SystemClock,
 )
+from relaykit._loop_thread import LoopThread
 from relaykit.testing import FakeProvider, Reply
 
 BackendFactory = Callable[..., OpenAICompatible]  # the conftest ``backend`` fixture
@@ -556,3 +563,135 @@ async def test_sessions_are_closed_by_aclose_and_reopened_on_use(
 
     assert answer.content == "Hello from FakeProvider."
     assert provider.request_count == 2
+
+
+# --- raw server bytes ---------------------------------------------------------------------------
+
+
+def sse_chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+    chunk = {
+        "id": "chatcmpl-raw",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+    return b"data: " + json.dumps(chunk).encode()
+
+
+@contextlib.asynccontextmanager
+async def raw_sse_server(body: bytes) -> AsyncIterator[tuple[str, list[bytes]]]:
+    """A bare aiohttp server that answers each call with exactly ``body``, then ends the stream.
+
+    FakeProvider always frames its events properly; this one sends what a sloppy provider does.
+    Yields the base URL and the request bodies received.
+    """
+    received: list[bytes] = []
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        received.append(await request.read())
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(body)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}/v1", received
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_last_finishing_event_without_its_blank_line_ends_the_stream_cleanly() -> None:
+    # No blank line after the last event and no [DONE]: the event still finishes the answer.
+    body = sse_chunk({"role": "assistant", "content": "Hel"}) + b"\n\n"
+    body += sse_chunk({"content": "lo"}, finish_reason="stop")
+    async with raw_sse_server(body) as (url, received):
+        client = OpenAICompatible(url, api_key="sk-test", model="m", name="raw")
+        try:
+            stream = await client.astream(request(True), context())
+            answer = await stream.completion()
+        finally:
+            await client.aclose()
+
+    assert answer.content == "Hello"
+    assert answer.choices[0].finish_reason == "stop"
+    assert stream.ended_cleanly
+    assert len(received) == 1 and json.loads(received[0])["stream"] is True
+
+
+async def test_a_stream_ending_mid_answer_without_a_blank_line_is_still_broken() -> None:
+    body = (
+        sse_chunk({"role": "assistant", "content": "Hel"}) + b"\n\n" + sse_chunk({"content": "lo"})
+    )
+    async with raw_sse_server(body) as (url, _):
+        client = OpenAICompatible(url, api_key="sk-test", model="m", name="raw")
+        try:
+            stream = await client.astream(request(True), context())
+            with pytest.raises(
+                StreamInterruptedError, match="before the answer was finished"
+            ) as caught:
+                await stream.completion()
+        finally:
+            await client.aclose()
+
+    assert caught.value.partial.content == "Hello"
+
+
+async def test_a_byte_that_is_not_utf8_in_a_stream_is_replaced_not_raised() -> None:
+    body = sse_chunk({"role": "assistant", "content": "caf"}).replace(b"caf", b"caf\xff")
+    body += b"\n\n" + sse_chunk({}, finish_reason="stop") + b"\n\ndata: [DONE]\n\n"
+    async with raw_sse_server(body) as (url, _):
+        client = OpenAICompatible(url, api_key="sk-test", model="m", name="raw")
+        try:
+            answer = await (await client.astream(request(True), context())).completion()
+        finally:
+            await client.aclose()
+
+    assert answer.content == "caf\ufffd"
+    assert answer.choices[0].finish_reason == "stop"
+
+
+# --- one backend, several event loops -----------------------------------------------------------
+
+
+def test_a_backend_used_from_two_asyncio_runs_leaves_no_unclosed_session() -> None:
+    server = LoopThread()  # the provider outlives both loops, as a real one would
+    provider = FakeProvider()
+    server.run(provider.__aenter__())
+    try:
+        client = OpenAICompatible(provider.url, api_key="sk-test", model="m")
+
+        async def call(client: OpenAICompatible, close: bool) -> str | None:
+            answer = await client.acomplete(request(), context())
+            if close:
+                await client.aclose()
+            return answer.content
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            first = asyncio.run(call(client, close=False))  # a script that forgot aclose()
+            second = asyncio.run(call(client, close=True))
+            del client
+            gc.collect()
+    finally:
+        server.run(provider.__aexit__(None, None, None))
+        server.close()
+
+    assert first == second == "Hello from FakeProvider."
+    assert provider.request_count == 2
+    unclosed = [
+        str(w.message)
+        for w in caught
+        if str(w.message).startswith(("Unclosed client session", "Unclosed connector"))
+        or "never awaited" in str(w.message)
+        or "Connector.close() is a coroutine" in str(w.message)
+    ]
+    assert unclosed == []

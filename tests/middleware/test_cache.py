@@ -16,9 +16,11 @@ from relaykit import (
     Relay,
     StreamInterruptedError,
 )
+from relaykit.decorators import resilient
 from relaykit.errors import CacheMissError
 from relaykit.events import CacheHit, CacheMiss, Event
 from relaykit.middleware.cache import Cache
+from relaykit.middleware.retry import Retry
 from relaykit.stores.cache import MemoryCacheStore
 from relaykit.testing import FakeProvider, Reply
 from relaykit.testing.clock import FakeClock
@@ -379,6 +381,42 @@ async def test_followers_share_the_leaders_error(provider: FakeProvider, relay_w
     assert provider.request_count == 1
 
 
+async def test_each_follower_raises_its_own_copy_of_the_leaders_error(clock: FakeClock) -> None:
+    gates: list[asyncio.Event] = []
+
+    async def model(request: ChatRequest) -> str:
+        gates.append(gate := asyncio.Event())
+        await gate.wait()
+        raise ProviderError("answered 503: overloaded", status=503)
+
+    async def release_when_all_wait(call: int) -> None:
+        for _ in range(100):  # every loop bounded
+            if len(gates) == call:
+                break
+            await asyncio.sleep(0)
+        for _ in range(20):  # the other three join the flight
+            await asyncio.sleep(0)
+        gates[call - 1].set()
+
+    # The Retry outside the Cache adds its "gave up" note to whatever error its caller got.
+    retry = Retry(attempts=2, base_delay_s=1, jitter=False)
+    relay = Relay(targets=[FunctionBackend(model)], middleware=[retry, Cache()], clock=clock)
+    calls = [asyncio.create_task(relay.acomplete(messages=HI)) for _ in range(4)]
+    await release_when_all_wait(1)
+    await release_when_all_wait(2)
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    errors = [e for e in results if isinstance(e, ProviderError)]
+    assert len(errors) == 4
+    assert len({id(e) for e in errors}) == 4
+    assert [getattr(e, "__notes__", []) for e in errors] == [
+        ["relaykit: gave up after 2 attempts"]
+    ] * 4
+    # Three were followers: each raised from the leader's error, which one caller got.
+    assert sorted(e.__cause__ in errors for e in errors) == [False, True, True, True]
+    assert len(gates) == 2  # one upstream call per round, shared by all four
+    await relay.aclose()
+
+
 async def test_followers_ask_themselves_when_the_leader_is_cancelled(
     provider: FakeProvider, relay_with: Any
 ) -> None:
@@ -438,6 +476,21 @@ async def test_followers_ask_themselves_when_the_leader_drops_its_stream(clock: 
     assert answer.content == "first second"
     assert calls == 2
     await relay.aclose()
+
+
+async def test_resilient_cache_hits_do_not_share_the_functions_return_value() -> None:
+    @resilient(cache=Cache(ttl_s=60))
+    async def lookup(word: str) -> dict[str, Any]:
+        return {"word": word, "senses": ["a relay race"]}
+
+    first = await lookup("relay")
+    first["senses"].append("changed by the first caller")
+    first["extra"] = True
+    second = await lookup("relay")
+    third = await lookup("relay")
+    assert second == third == {"word": "relay", "senses": ["a relay race"]}
+    assert second is not first and third is not second
+    assert second["senses"] is not third["senses"]
 
 
 # --- bounds, events, configuration ----------------------------------------------------------

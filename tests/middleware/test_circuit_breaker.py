@@ -23,6 +23,7 @@ from relaykit import (
 )
 from relaykit.events import CircuitClosed, CircuitOpened, Event
 from relaykit.middleware.circuit_breaker import CircuitBreaker
+from relaykit.stores.breaker import BreakerPolicy, MemoryBreakerStore, Outcome, Transition
 from relaykit.testing import FakeClock, FakeProvider, FunctionBackend, Reply
 from relaykit.types import ChatRequest
 
@@ -365,6 +366,56 @@ async def test_a_streamed_probe_closes_the_circuit_at_its_first_chunk(
     assert provider.requests[1].stream
 
 
+class LateVerdictsWait(MemoryBreakerStore):
+    """Holds each late verdict (a stream broken after its first chunk) until its gate opens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gates: list[asyncio.Event] = []
+        self.late_recorded = 0
+
+    async def record(
+        self, key: str, now: float, policy: BreakerPolicy, outcome: Outcome
+    ) -> Transition | None:
+        if outcome.late:
+            gate = asyncio.Event()
+            self.gates.append(gate)
+            await gate.wait()
+            self.late_recorded += 1
+        return await super().record(key, now, policy, outcome)
+
+
+async def test_closing_waits_for_late_failures_of_streams_that_break_while_it_waits() -> None:
+    async def model(request: ChatRequest) -> AsyncIterator[str]:
+        yield "first "
+        raise ProviderError("answered 503 mid-stream", status=503)
+
+    store = LateVerdictsWait()
+    breaker = CircuitBreaker(failures=2, store=store)
+    target = Target(FunctionBackend(model), name="primary", middleware=[breaker])
+    relay = Relay(targets=[target], clock=FakeClock())
+    one = await relay.astream(messages=HI)
+    two = await relay.astream(messages=HI)
+    with pytest.raises(StreamInterruptedError):
+        await one.completion()
+    closing = asyncio.create_task(breaker.aclose())
+    await wait_until(lambda: len(store.gates) == 1)
+    await asyncio.sleep(0)  # aclose is now waiting for the first late verdict
+    with pytest.raises(StreamInterruptedError):
+        await two.completion()  # its late verdict starts while aclose waits
+    await wait_until(lambda: len(store.gates) == 2)
+    store.gates[0].set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not closing.done()  # the second verdict is still being written
+    store.gates[1].set()
+    await asyncio.wait_for(closing, 5)  # real-time: a bound, only reached on failure
+    assert store.late_recorded == 2
+    with pytest.raises(CircuitOpenError, match=r"after 2 consecutive failures$"):
+        await relay.acomplete(messages=HI)
+    await relay.aclose()
+
+
 # --- isolation ---------------------------------------------------------------------------------
 
 
@@ -430,6 +481,25 @@ def test_only_provider_side_errors_count_as_failures() -> None:
     ],
 )
 def test_bad_settings_fail_at_construction_naming_the_argument(
+    options: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(ValueError, match=named):
+        CircuitBreaker(**options)
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"cooldown_s": float("inf")}, "cooldown_s"),  # opened once, never closed again
+        ({"window_s": float("inf")}, "window_s"),
+        ({"window_s": True}, "window_s"),
+        ({"failure_rate": True}, "failure_rate"),
+        ({"cooldown_s": "30"}, "cooldown_s"),
+        ({"failure_rate": "0.5"}, "failure_rate"),
+        ({"failure_on": ProviderError}, "failure_on"),  # one type, not a list of them
+    ],
+)
+def test_settings_that_are_not_finite_numbers_or_lists_fail_at_construction(
     options: dict[str, Any], named: str
 ) -> None:
     with pytest.raises(ValueError, match=named):

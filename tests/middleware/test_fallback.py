@@ -260,3 +260,17 @@ async def test_context_window_error_with_no_larger_target_raises_all_failed(prov
 def test_fallback_rejects_rules_that_are_not_types_or_predicates() -> None:
     with pytest.raises(ValueError, match="fallback_on"):
         Fallback(fallback_on=["RateLimitError"])  # type: ignore[list-item]
+
+
+async def test_continue_streams_with_every_continuation_failing_says_broke_once(providers) -> None:
+    a, b, _ = providers
+    a.script(Reply.ok("one two three four").drop_after(3))
+    b.script(Reply.overloaded())
+    strategy = Fallback(continue_streams=True)
+    async with Relay(targets=[target(a, "a"), target(b, "b")], strategy=strategy) as relay:
+        stream = await relay.astream(messages=HI)
+        with pytest.raises(StreamInterruptedError) as caught:
+            await stream.completion()
+    assert str(caught.value).count("broke its stream") == 1
+    assert caught.value.partial.content == "one two"
+    assert b.request_count == 1

@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import Any
 
-from relaykit.assembler import chunks_from_completion
 from relaykit.errors import BadResponseError, ProviderError, RelayError
 from relaykit.pipeline import CallContext
 from relaykit.stream import ChatStream
@@ -76,9 +75,8 @@ class FunctionBackend:
         result = await self._call(request)
         if not isinstance(result, AsyncIterable | Iterable) or isinstance(result, _WHOLE):
             include_usage = bool(request.stream_options and request.stream_options.include_usage)
-            completion = self._completion(request, result)
-            return ChatStream.replay(
-                chunks_from_completion(completion, include_usage=include_usage), target=self.name
+            return ChatStream.from_completion(
+                self._completion(request, result), include_usage=include_usage, target=self.name
             )
         chunks = self._chunks(request, result)
         first = await anext(chunks, None)
@@ -121,7 +119,7 @@ class FunctionBackend:
         self, request: ChatRequest, items: AsyncIterable[Any] | Iterable[Any]
     ) -> AsyncIterator[ChatCompletionChunk]:
         head = {**self._head(request), "object": "chat.completion.chunk"}
-        source = items if isinstance(items, AsyncIterable) else _aiter(items)
+        source = aiter(items) if isinstance(items, AsyncIterable) else _aiter(items)
         texts = 0
         try:
             async for item in source:
@@ -143,6 +141,12 @@ class FunctionBackend:
             raise
         except Exception as exc:
             raise ProviderError(f"raised {type(exc).__name__}: {exc}", target=self.name) from exc
+        finally:
+            # A stream closed early closes the function's generator now, so its ``finally``
+            # (freeing a model slot, a file) runs before the caller moves on, not at collection.
+            close = getattr(source, "aclose", None)
+            if close is not None:
+                await close()
         if texts:  # plain text pieces carry no finish_reason of their own
             yield ChatCompletionChunk.model_validate(
                 {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
@@ -153,5 +157,11 @@ class FunctionBackend:
 
 
 async def _aiter(items: Iterable[Any]) -> AsyncIterator[Any]:
-    for item in items:
-        yield item
+    iterator = iter(items)
+    try:
+        for item in iterator:
+            yield item
+    finally:
+        close = getattr(iterator, "close", None)  # a generator: run its finally now
+        if close is not None:
+            close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -31,8 +32,10 @@ class OpenAICompatible:
     """A backend for any server that speaks OpenAI's ``POST /chat/completions``.
 
     One aiohttp session (one connection pool) per event loop, opened on first use and closed
-    by ``Relay.aclose()``. ``timeout`` (seconds) bounds a whole non-streamed answer, the wait for
-    a stream's first chunk, and any silence between two chunks; a call's deadline shortens it.
+    by ``Relay.aclose()``; a pool left open by a loop that has since closed (an ``asyncio.run()``
+    without ``aclose()``) is let go when the backend is next used on another loop. ``timeout``
+    (seconds) bounds a whole non-streamed answer, the wait for a stream's first chunk, and any
+    silence between two chunks; a call's deadline shortens it.
     The API key is kept as a secret: it never appears in a repr, a log line or an error.
 
     >>> backend = OpenAICompatible("http://127.0.0.1:8000/v1", api_key="sk-...", model="gpt-4o")
@@ -156,12 +159,15 @@ class OpenAICompatible:
                     if event.data == "[DONE]":
                         return
                     chunk = self._chunk(event)
-                    finished = finished or any(c.finish_reason for c in chunk.choices)
+                    finished = finished or _finishes(chunk)
                     yield chunk
+            # The last event may lack its blank line; it can still be the one that finishes.
             for event in decoder.flush():
                 if event.data == "[DONE]":
                     return
-                yield self._chunk(event)
+                chunk = self._chunk(event)
+                finished = finished or _finishes(chunk)
+                yield chunk
             if not finished:
                 raise ProviderConnectionError(
                     "closed its stream before the answer was finished (no finish_reason and no "
@@ -210,6 +216,9 @@ class OpenAICompatible:
         loop = asyncio.get_running_loop()
         session = self._sessions.get(loop)
         if session is None or session.closed:
+            # A new loop: earlier ones may be gone (successive asyncio.run calls).
+            for dead in [other for other in self._sessions if other.is_closed()]:
+                _abandon(self._sessions.pop(dead))
             session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.max_connections, ttl_dns_cache=300),
             )
@@ -225,6 +234,8 @@ class OpenAICompatible:
                 await session.close()
             elif loop.is_running():
                 asyncio.run_coroutine_threadsafe(session.close(), loop)
+            elif loop.is_closed():
+                _abandon(session)
 
     # --- errors --------------------------------------------------------------------------------
 
@@ -273,3 +284,27 @@ class OpenAICompatible:
             f"dropped the connection: {type(exc).__name__}: {self._redact(str(exc))}",
             target=self.name,
         )
+
+
+def _abandon(session: aiohttp.ClientSession) -> None:
+    """Let go of a session whose event loop has closed, without that loop.
+
+    Its sockets cannot be shut down properly any more (asyncio needs the loop for that; they
+    close when collected), but closing the connector empties its pool and marks session and
+    connector closed, so neither warns about being left open and nothing here keeps the dead
+    loop's objects alive.
+    """
+    connector = session.connector
+    if connector is None:
+        return
+    # aiohttp (3.9+) returns an awaitable that warns unless awaited. With the loop closed it
+    # has no connection to wait for, so it finishes at its first step, right here.
+    steps = connector.close().__await__()
+    with contextlib.suppress(StopIteration):
+        steps.send(None)
+    steps.close()
+
+
+def _finishes(chunk: ChatCompletionChunk) -> bool:
+    """Whether ``chunk`` ends the answer: a stream that had one is complete without [DONE]."""
+    return any(choice.finish_reason for choice in chunk.choices)

@@ -22,21 +22,25 @@ the caller closed early, and every error are never stored.
 **Single flight**: concurrent misses on one key make one upstream call; the others wait for it
 and get a copy of its answer (a stream leader's answer once its stream ended; a streaming
 follower gets it replayed as chunks). When the leader fails with a ``RelayError`` before it has
-an answer, the followers waiting at that moment raise the same error — they asked the same
-question within the same moment, and a herd of doomed retries would only add load to a
-struggling provider. When the leader ends without an answer for reasons of its own (cancelled,
-its stream broke or was closed early), the followers go on as misses, one new leader at a time.
+an answer, the followers waiting at that moment raise the same error (each its own copy,
+raised from the leader's) — they asked the same question within the same moment, and a herd
+of doomed retries would only add load to a struggling provider. When the leader ends without
+an answer for reasons of its own (cancelled, its stream broke or was closed early), the
+followers go on as misses, one new leader at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import logging
-import math
+from dataclasses import dataclass
 from hashlib import blake2b
 
+from relaykit._background import BackgroundTasks
+from relaykit._checks import positive_seconds
 from relaykit.clock import Clock
 from relaykit.errors import CacheMissError, RelayError
 from relaykit.events import CacheHit, CacheMiss
@@ -52,10 +56,46 @@ _log = logging.getLogger("relaykit")
 _UNKEYED = frozenset({"stream", "stream_options"})
 _TRUNCATED = frozenset({"length", "content_filter"})
 
+
+@dataclass(frozen=True, slots=True)
+class _SharedError:
+    """A leader's error as it was when its flight landed; each follower raises its own copy.
+
+    Raising one instance from several tasks would pile every caller's notes and traceback onto
+    it ("gave up after 2 attempts" once per follower), and the leader's outer layers keep adding
+    to it after the landing, so the notes are taken now.
+    """
+
+    error: RelayError
+    notes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, error: RelayError) -> _SharedError:
+        return cls(error, tuple(getattr(error, "__notes__", ())))
+
+    def copy(self) -> RelayError:
+        """A fresh error for one follower: same type and attributes, the landing's notes, no
+        traceback (raise it ``from self.error`` to show where it came from)."""
+        error = self.error
+        try:
+            twin = copy.copy(error)  # honours a class's own __reduce__ (AllTargetsFailedError)
+        except TypeError:
+            # copy.copy calls __init__ with the message alone, which some errors refuse
+            # (StreamInterruptedError needs partial=): build it without __init__ instead.
+            twin = type(error).__new__(type(error), *error.args)
+            twin.__dict__.update(error.__dict__)
+        twin.__traceback__ = None
+        if self.notes:
+            twin.__notes__ = list(self.notes)
+        else:
+            twin.__dict__.pop("__notes__", None)
+        return twin
+
+
 # What a flight lands with: an answer to share (a private copy, which each follower copies
 # again, since the leader's caller may mutate its own object meanwhile), an error to share, or
 # None (nothing to share: the followers ask themselves).
-_Outcome = FrozenCompletion | RelayError | None
+_Outcome = FrozenCompletion | _SharedError | None
 _Flight = asyncio.Future[_Outcome]
 
 
@@ -82,17 +122,13 @@ class Cache:
         store: CacheStore | None = None,
         namespace: str = "",
     ) -> None:
-        if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float):
-            raise ValueError(f"ttl_s must be a number of seconds, got {ttl_s!r}")
-        if not (0 < ttl_s < math.inf):
-            raise ValueError(f"ttl_s must be a finite number of seconds above 0, got {ttl_s!r}")
+        self.ttl_s = positive_seconds("ttl_s", ttl_s)
         if not isinstance(namespace, str):
             raise ValueError(f"namespace must be a str, got {namespace!r}")
         if store is not None and not isinstance(store, CacheStore):
             raise ValueError(
                 f"store must implement CacheStore (async get, set and delete), got {store!r}"
             )
-        self.ttl_s = float(ttl_s)
         self.namespace = namespace
         # MemoryCacheStore validates max_entries, even when a store is given, so a typo in an
         # unused argument still fails here rather than silently later.
@@ -100,7 +136,7 @@ class Cache:
         self.store: CacheStore = store if store is not None else default
         self._prefix = f"{len(namespace)}:{namespace}"
         self._flights: dict[str, _Flight] = {}
-        self._writes: set[asyncio.Task[None]] = set()
+        self._writes = BackgroundTasks()
 
     def __repr__(self) -> str:
         return f"Cache(ttl_s={self.ttl_s:g}, store={self.store!r}, namespace={self.namespace!r})"
@@ -160,7 +196,7 @@ class Cache:
                     ctx.emit(CacheHit(key, 0.0))
                 return outcome.thaw()
             if outcome is not None:
-                raise outcome
+                raise outcome.copy() from outcome.error
         if CacheMiss in ctx.observed:
             ctx.emit(CacheMiss(key))
         flight = asyncio.get_running_loop().create_future()
@@ -182,7 +218,8 @@ class Cache:
         try:
             result = await call_next(request, ctx)
         except RelayError as exc:
-            self._land(key, flight, exc)
+            if flight is not None:
+                self._land(key, flight, _SharedError.of(exc))
             raise
         except BaseException:
             self._land(key, flight, None)
@@ -229,11 +266,8 @@ class Cache:
         """
         if flight is not None and not flight.done():
             flight.set_result(FrozenCompletion.of(completion))
-        task = asyncio.get_running_loop().create_task(
-            self._write(key, flight, completion, now, ttl_s)
-        )
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
+        if self._writes.spawn(self._write(key, flight, completion, now, ttl_s)) is None:
+            self._land(key, flight, None)  # no loop to write on (shutting down): nothing stored
 
     async def _write(
         self,
@@ -255,8 +289,7 @@ class Cache:
 
         A store you passed in is yours to close: several Caches may share it.
         """
-        while self._writes:
-            await asyncio.gather(*self._writes, return_exceptions=True)
+        await self._writes.drain()
 
     def _only_miss(self, too_old: bool, max_age_s: float | None) -> str:
         why = (

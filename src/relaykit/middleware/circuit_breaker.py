@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
+from relaykit._background import BackgroundTasks
+from relaykit._checks import fraction, positive_seconds, whole_number
+from relaykit._rules import ErrorRule, check_rules, matches
 from relaykit.errors import (
     AuthenticationError,
     BadResponseError,
@@ -39,9 +42,7 @@ from relaykit.stores.breaker import (
 from relaykit.stream import ChatStream
 from relaykit.types import ChatRequest
 
-__all__ = ["DEFAULT_FAILURES", "CircuitBreaker", "FailureRule"]
-
-FailureRule = type[RelayError] | Callable[[RelayError], bool]
+__all__ = ["DEFAULT_FAILURES", "CircuitBreaker"]
 
 DEFAULT_FAILURES: tuple[type[RelayError], ...] = (
     ProviderError,
@@ -89,42 +90,26 @@ class CircuitBreaker:
         cooldown_s: float = 30.0,
         half_open_probes: int = 1,
         store: BreakerStore | None = None,
-        failure_on: Sequence[FailureRule] | None = None,
+        failure_on: Sequence[ErrorRule] | None = None,
     ) -> None:
-        _check_int("failures", failures)
-        _check_int("min_calls", min_calls)
-        _check_int("half_open_probes", half_open_probes)
-        if not 0 < failure_rate <= 1:
-            raise ValueError(f"failure_rate must be above 0 and at most 1, got {failure_rate!r}")
-        for name, value in (("window_s", window_s), ("cooldown_s", cooldown_s)):
-            if not value > 0:
-                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-        types: list[type[RelayError]] = []
-        predicates: list[Callable[[RelayError], bool]] = []
-        for rule in failure_on if failure_on is not None else DEFAULT_FAILURES:
-            if isinstance(rule, type) and issubclass(rule, RelayError):
-                types.append(rule)
-            elif callable(rule) and not isinstance(rule, type):
-                predicates.append(rule)
-            else:
-                raise ValueError(
-                    f"failure_on takes error types and predicates on errors, got {rule!r}"
-                )
+        # Every bound is finite: a circuit opened for math.inf seconds would never close.
+        cooldown = positive_seconds("cooldown_s", cooldown_s)
         self.policy = BreakerPolicy(
-            failures=failures,
-            failure_rate=float(failure_rate),
-            min_calls=min_calls,
-            window_s=float(window_s),
-            cooldown_s=float(cooldown_s),
-            half_open_probes=half_open_probes,
-            probe_lease_s=max(float(cooldown_s), _PROBE_LEASE_FLOOR_S),
+            failures=whole_number("failures", failures, minimum=1),
+            failure_rate=fraction("failure_rate", failure_rate),
+            min_calls=whole_number("min_calls", min_calls, minimum=1),
+            window_s=positive_seconds("window_s", window_s),
+            cooldown_s=cooldown,
+            half_open_probes=whole_number("half_open_probes", half_open_probes, minimum=1),
+            probe_lease_s=max(cooldown, _PROBE_LEASE_FLOOR_S),
         )
         self.store: BreakerStore = store if store is not None else MemoryBreakerStore()
-        self._failure_types = tuple(types)
-        self._failure_predicates = tuple(predicates)
+        self.failure_on = check_rules(
+            "failure_on", failure_on if failure_on is not None else DEFAULT_FAILURES
+        )
         # Late verdicts (a stream broken after its first chunk) are recorded from a sync
         # finalizer, so they run as tasks; the next admission waits for them.
-        self._pending: set[asyncio.Task[None]] = set()
+        self._late = BackgroundTasks()
 
     def __repr__(self) -> str:
         p = self.policy
@@ -138,9 +123,7 @@ class CircuitBreaker:
 
     def counts_as_failure(self, error: RelayError) -> bool:
         """Whether ``error`` counts against its target's health."""
-        return isinstance(error, self._failure_types) or any(
-            predicate(error) for predicate in self._failure_predicates
-        )
+        return matches(error, self.failure_on)
 
     def outcome_of(self, error: RelayError, *, probe: bool = False) -> Outcome | None:
         """What ``error`` means for the circuit: a failure to count, one that opens it at once
@@ -161,8 +144,8 @@ class CircuitBreaker:
         self, request: ChatRequest, ctx: CallContext, call_next: Handler
     ) -> Response:
         key = ctx.target or ""
-        if self._pending:
-            await asyncio.wait(self._pending)
+        if self._late:
+            await self._late.drain()
         store, policy = self.store, self.policy
         admission = await store.admit(key, ctx.clock.now(), policy)
         if not admission.allowed:
@@ -201,9 +184,7 @@ class CircuitBreaker:
             if outcome is None:
                 return
             late = Outcome(False, open_s=outcome.open_s, reason=outcome.reason, late=True)
-            task = asyncio.get_running_loop().create_task(self._record_late(ctx, key, late))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            self._late.spawn(self._record_late(ctx, key, late))
 
         return finished
 
@@ -236,10 +217,4 @@ class CircuitBreaker:
 
     async def aclose(self) -> None:
         """Wait for verdicts still being recorded, so none is lost when the Relay closes."""
-        if self._pending:
-            await asyncio.wait(self._pending)
-
-
-def _check_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+        await self._late.drain()

@@ -234,7 +234,7 @@ class Fallback:
                     return
                 except StreamInterruptedError as exc:
                     if index + 1 >= len(chain) or _has_tool_calls(exc.partial):
-                        raise _cause(exc) from None
+                        raise  # the caller's ChatStream re-wraps it with the whole partial
                     ctx.failures.append(Attempt(chain[index].name, exc, 0.0))
                     self._announce(chain, index, ctx, exc, None)
                     continuation = _continuation(request, "".join(text))
@@ -243,7 +243,7 @@ class Fallback:
                             chain, index + 1, continuation, ctx
                         )
                     except RelayError:
-                        raise _cause(exc) from None
+                        raise exc from exc.__cause__  # nobody could continue it
                     assert isinstance(result, ChatStream)
                     current = result
         finally:
@@ -265,12 +265,6 @@ def _failed_for_good(target: BoundTarget, ctx: CallContext) -> bool:
 
 def _has_tool_calls(partial: ChatCompletion) -> bool:
     return bool(partial.choices and partial.choices[0].message.tool_calls)
-
-
-def _cause(interrupted: StreamInterruptedError) -> RelayError:
-    """The error that broke the stream; the caller's ChatStream wraps it with the whole partial."""
-    cause = interrupted.__cause__
-    return cause if isinstance(cause, RelayError) else interrupted
 
 
 def _collect(chunk: ChatCompletionChunk, text: list[str]) -> None:

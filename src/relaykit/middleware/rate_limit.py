@@ -9,11 +9,12 @@ target".
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Sequence
 from typing import Final
 
+from relaykit._background import BackgroundTasks
+from relaykit._checks import is_number, positive_number, positive_seconds
 from relaykit.clock import Clock
 from relaykit.errors import LocalRateLimitError
 from relaykit.events import RateLimited
@@ -63,7 +64,7 @@ class RateLimit:
     __slots__ = (
         "_buckets",
         "_limits",
-        "_pending",
+        "_settlements",
         "burst",
         "max_wait_s",
         "per_tenant",
@@ -92,15 +93,17 @@ class RateLimit:
                     "burst is the capacity of the request bucket, so it needs rpm; "
                     "the token bucket's capacity is tpm"
                 )
-            if _not_number(burst) or not 1 <= burst < math.inf:
+            if not is_number(burst) or not 1 <= burst < math.inf:
                 raise ValueError(
                     f"burst must be a number of requests, at least 1 and finite, got {burst!r}"
                 )
-        if _not_number(max_wait_s) or not max_wait_s >= 0:
-            raise ValueError(
-                f"max_wait_s must be >= 0 seconds (0: never wait; math.inf: wait as long as the "
-                f"deadline allows), got {max_wait_s!r}"
-            )
+        positive_seconds(
+            "max_wait_s",
+            max_wait_s,
+            allow_zero=True,
+            allow_inf=True,
+            hint="0: never wait; math.inf: wait as long as the deadline allows",
+        )
         if store is not None and not isinstance(store, RateLimitStore):
             raise ValueError(
                 f"store must be a RateLimitStore (async acquire and adjust), got {store!r}"
@@ -119,7 +122,7 @@ class RateLimit:
         self._limits = tuple(limits)
         self._buckets: dict[tuple[str, str | None], tuple[Bucket, ...]] = {}
         # Stream settlements run as tasks (a finalizer cannot await); kept so none is lost.
-        self._pending: set[asyncio.Task[None]] = set()
+        self._settlements = BackgroundTasks()
 
     def __repr__(self) -> str:
         parts = [f"rpm={self.rpm!r}"] if self.rpm is not None else []
@@ -183,9 +186,7 @@ class RateLimit:
 
     async def aclose(self) -> None:
         """Wait for settlements of ended streams still being written to the store."""
-        while self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
-            self._pending.difference_update([task for task in self._pending if task.done()])
+        await self._settlements.drain()
 
     def _make_buckets(self, target: str, tenant: str | None) -> tuple[Bucket, ...]:
         prefix = f"rate:{target}:" if tenant is None else f"rate:{target}:tenant:{tenant}:"
@@ -206,13 +207,8 @@ class RateLimit:
             await self.store.adjust(bucket, -amount, now=clock.now())
 
     def _settle_later(self, bucket: Bucket, amount: float, clock: Clock) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # finished outside any loop: nothing can be awaited; keep estimate
-            return
-        task = loop.create_task(self.store.adjust(bucket, amount, now=clock.now()))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        # Finished outside any loop, nothing can be awaited: spawn drops it, the estimate stands.
+        self._settlements.spawn(self.store.adjust(bucket, amount, now=clock.now()))
 
     def _over_limit(
         self,
@@ -282,14 +278,8 @@ def _used(usage: Usage | None) -> int:
 
 
 def _check_rate(name: str, value: float | None, unit: str) -> None:
-    if value is not None and (_not_number(value) or not 0 < value < math.inf):
-        raise ValueError(
-            f"{name} must be a positive, finite number of {unit} per minute, or None; got {value!r}"
-        )
-
-
-def _not_number(value: object) -> bool:
-    return isinstance(value, bool) or not isinstance(value, int | float)
+    if value is not None:
+        positive_number(name, value, unit=f"{unit} per minute", hint="or None: no limit")
 
 
 def _seconds(value: float) -> str:

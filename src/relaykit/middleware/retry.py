@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
 
+from relaykit._checks import is_number, positive_number, positive_seconds, whole_number
+from relaykit._rules import ErrorRule, check_rules, matches
 from relaykit.errors import AllTargetsFailedError, RelayError, StreamInterruptedError
 from relaykit.events import Retrying
 from relaykit.pipeline import CallContext, Handler, Response
@@ -31,10 +33,8 @@ from relaykit.types import ChatRequest
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
-__all__ = ["Retry", "RetryBudget", "RetryPolicy", "RetryRule", "StopStrategy", "WaitStrategy"]
+__all__ = ["Retry", "RetryBudget", "RetryPolicy", "StopStrategy", "WaitStrategy"]
 
-RetryRule = type[RelayError] | Callable[[RelayError], bool]
-"""An error type to retry, or a predicate on the error."""
 WaitStrategy = Callable[["RetryCallState"], float]
 """A tenacity ``wait_*`` object (or any callable of a RetryCallState giving seconds)."""
 StopStrategy = Callable[["RetryCallState"], bool]
@@ -73,20 +73,15 @@ class RetryPolicy:
     max_delay_s: float = 20.0
     max_wait_s: float = 60.0
     jitter: bool = True
-    retry_on: tuple[RetryRule, ...] | None = None
+    retry_on: tuple[ErrorRule, ...] | None = None
     wait: WaitStrategy | None = None
     stop: StopStrategy | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
-            raise ValueError(
-                f"attempts must be a whole number of at least 1, got {self.attempts!r}"
-            )
-        if self.attempts < 1:
-            raise ValueError(f"attempts must be at least 1 (1 means no retry), got {self.attempts}")
-        _check_seconds("base_delay_s", self.base_delay_s)
-        _check_seconds("max_delay_s", self.max_delay_s)
-        _check_seconds("max_wait_s", self.max_wait_s)
+        whole_number("attempts", self.attempts, minimum=1, hint="1 means no retry")
+        positive_seconds("base_delay_s", self.base_delay_s, allow_zero=True)
+        positive_seconds("max_delay_s", self.max_delay_s, allow_zero=True)
+        positive_seconds("max_wait_s", self.max_wait_s, allow_zero=True)
         if self.max_delay_s < self.base_delay_s:
             raise ValueError(
                 f"max_delay_s must be at least base_delay_s ({self.base_delay_s}), "
@@ -97,17 +92,9 @@ class RetryPolicy:
                 f"max_delay_s must not exceed max_wait_s ({self.max_wait_s}): a backoff longer "
                 f"than max_wait_s would never be waited; got {self.max_delay_s}"
             )
-        for rule in self.retry_on or ():
-            if isinstance(rule, type):
-                if not issubclass(rule, RelayError):
-                    raise ValueError(
-                        f"retry_on takes RelayError subclasses or predicates on errors; "
-                        f"{rule.__name__} is not a RelayError"
-                    )
-            elif not callable(rule):
-                raise ValueError(
-                    f"retry_on takes RelayError subclasses or predicates on errors, got {rule!r}"
-                )
+        if self.retry_on is not None:
+            # A frozen dataclass: normalise a list given by hand to the tuple the type promises.
+            object.__setattr__(self, "retry_on", check_rules("retry_on", self.retry_on))
         for name, strategy in (("wait", self.wait), ("stop", self.stop)):
             if strategy is not None and not callable(strategy):
                 raise ValueError(
@@ -190,17 +177,12 @@ class RetryPolicy:
         """
         if isinstance(error, StreamInterruptedError):
             return False  # the caller already holds part of the answer
-        if self.retry_on is None:
+        rules = self.retry_on
+        if rules is None:
             return error.retryable
         if isinstance(error, AllTargetsFailedError):
-            return self._matches(error) or any(self._matches(a.error) for a in error.attempts)
-        return self._matches(error)
-
-    def _matches(self, error: RelayError) -> bool:
-        return any(
-            isinstance(error, rule) if isinstance(rule, type) else rule(error)
-            for rule in self.retry_on or ()
-        )
+            return matches(error, rules) or any(matches(a.error, rules) for a in error.attempts)
+        return matches(error, rules)
 
 
 class RetryBudget:
@@ -215,16 +197,15 @@ class RetryBudget:
     __slots__ = ("_generation", "_reserve", "_slot_s", "_slots", "min_per_s", "ratio", "ttl_s")
 
     def __init__(self, *, ratio: float = 0.2, min_per_s: float = 1.0, ttl_s: float = 10.0) -> None:
-        if not _is_number(ratio) or not 0 <= ratio <= 1000:
+        if not is_number(ratio) or not 0 <= ratio <= 1000:
             raise ValueError(
                 f"ratio must be between 0 and 1000 retries per call (0.2 = 20 %), got {ratio!r}"
             )
-        _check_seconds("min_per_s", min_per_s)
-        if not _is_number(ttl_s) or not 0 < ttl_s < float("inf"):
-            raise ValueError(f"ttl_s must be a positive number of seconds, got {ttl_s!r}")
         self.ratio = float(ratio)
-        self.min_per_s = float(min_per_s)
-        self.ttl_s = float(ttl_s)
+        self.min_per_s = positive_number(
+            "min_per_s", min_per_s, unit="retries per second", allow_zero=True
+        )
+        self.ttl_s = positive_seconds("ttl_s", ttl_s)
         # The window is a ring of slots, so both deposit and withdraw stay O(1): expired slots
         # are cleared as time moves past them.
         self._slot_s = self.ttl_s / _SLOTS
@@ -295,25 +276,18 @@ class Retry:
         max_delay_s: float = 20.0,
         max_wait_s: float = 60.0,
         jitter: bool = True,
-        retry_on: Sequence[RetryRule] | None = None,
+        retry_on: Sequence[ErrorRule] | None = None,
         wait: WaitStrategy | None = None,
         stop: StopStrategy | None = None,
         budget: RetryBudget | _Default | None = _DEFAULT_BUDGET,
     ) -> None:
-        if isinstance(retry_on, type | str) or (
-            retry_on is not None and not isinstance(retry_on, Sequence)
-        ):
-            raise ValueError(
-                "retry_on must be a list of RelayError subclasses or predicates, "
-                f"e.g. retry_on=[ProviderError]; got {retry_on!r}"
-            )
         self.policy = RetryPolicy(
             attempts=attempts,
             base_delay_s=base_delay_s,
             max_delay_s=max_delay_s,
             max_wait_s=max_wait_s,
             jitter=jitter,
-            retry_on=tuple(retry_on) if retry_on is not None else None,
+            retry_on=check_rules("retry_on", retry_on) if retry_on is not None else None,
             wait=wait,
             stop=stop,
         )
@@ -421,12 +395,3 @@ def _as_call_state(state: _CallState | None) -> RetryCallState:
 
 def _gave_up(attempts: int) -> str:
     return f"relaykit: gave up after {attempts} attempt{'s' if attempts != 1 else ''}"
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _check_seconds(name: str, value: object) -> None:
-    if not _is_number(value) or not 0 <= cast(float, value) < float("inf"):
-        raise ValueError(f"{name} must be a finite number of at least 0, got {value!r}")

@@ -20,10 +20,10 @@ Cost: one timer scope per call for ``total_s``, one per attempt for ``attempt_s`
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator
 
-from relaykit.errors import ProviderTimeout, RelayError, StreamInterruptedError
+from relaykit._checks import positive_seconds
+from relaykit.errors import ProviderTimeout
 from relaykit.pipeline import CallContext, Handler, Response
 from relaykit.stream import ChatStream
 from relaykit.types import ChatCompletionChunk, ChatRequest
@@ -159,26 +159,10 @@ class Timeout:
                     else:
                         what = f"did not finish its stream {self._deadline(own)}"
                     raise ProviderTimeout(what, target=stream.target) from None
-                except StreamInterruptedError as exc:
-                    # The inner stream already wrapped the provider's error; hand on that error
-                    # so the caller's StreamInterruptedError is not wrapped twice.
-                    cause = exc.__cause__
-                    if not isinstance(cause, RelayError):
-                        raise
-                    raise cause from cause.__cause__
                 yield chunk
         finally:
             await stream.aclose()  # releases the connection when stalled or closed early
 
 
 def _seconds(name: str, value: float | None) -> float | None:
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{name} must be a positive, finite number of seconds, got {value!r}")
-    return float(value)
+    return None if value is None else positive_seconds(name, value)

@@ -10,29 +10,38 @@ Callers may mutate what they get, so a store never hands out an object it keeps:
 returns a completion nobody else holds and ``set`` keeps nothing the caller could change later.
 The memory store keeps each answer frozen as JSON bytes (``FrozenCompletion``: serializing is
 cheaper than a deep copy, and parsing back with pydantic-core is too), plus the answer's class
-and private attributes, so a subclass carrying a value of its own survives. A shared store
-serializes the same way, behind a format version, so entries written by another relaykit
-version read as misses, not as garbage.
+and a deep copy of its private attributes, so a subclass carrying a value of its own survives
+and each hit gets its own copy of that value. A shared store serializes the same way, behind a
+format version, so entries written by another relaykit version read as misses, not as garbage.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 from cachetools import LRUCache
 
+from relaykit._checks import whole_number
 from relaykit.types import ChatCompletion
 
 __all__ = ["CacheStore", "CachedCompletion", "FrozenCompletion", "MemoryCacheStore"]
+
+# Private values of these types cannot be changed in place, so they are shared, not copied:
+# every answer carries ``_relay`` (None while the cache sees it), and a deep copy of a dict of
+# Nones would cost each hit a few microseconds for nothing.
+_IMMUTABLE: Final = frozenset({type(None), bool, int, float, str, bytes})
 
 
 @dataclass(frozen=True, slots=True)
 class FrozenCompletion:
     """An answer nobody can change: ``thaw()`` gives a fresh copy each time.
 
-    JSON of the fields the provider set (extras included), the class, and the private
-    attributes (so a hit can still tell which target first gave the answer).
+    JSON of the fields the provider set (extras included), the class, and a deep copy of the
+    private attributes (so a hit can still tell which target first gave the answer, and a
+    caller mutating a private value, such as ``@resilient``'s return value, changes only its
+    own copy).
     """
 
     data: bytes
@@ -45,7 +54,7 @@ class FrozenCompletion:
         return cls(
             completion.__pydantic_serializer__.to_json(completion, exclude_unset=True),
             type(completion),
-            dict(private) if private else None,
+            _own(private) if private else None,
         )
 
     def thaw(self) -> ChatCompletion:
@@ -53,8 +62,16 @@ class FrozenCompletion:
         if self.private:
             private = completion.__pydantic_private__
             if private is not None:
-                private.update(self.private)
+                private.update(_own(self.private))
         return completion
+
+
+def _own(private: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``private`` that shares nothing mutable with it."""
+    for value in private.values():
+        if type(value) not in _IMMUTABLE:
+            return copy.deepcopy(private)
+    return dict(private)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,13 +125,9 @@ class MemoryCacheStore:
     __slots__ = ("_entries", "max_entries")
 
     def __init__(self, *, max_entries: int = 10_000) -> None:
-        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
-            raise ValueError(f"max_entries must be an int of at least 1, got {max_entries!r}")
-        self.max_entries = max_entries
+        self.max_entries = whole_number("max_entries", max_entries, minimum=1)
         # key -> (answer, stored_at, expires_at)
-        self._entries: LRUCache[str, tuple[FrozenCompletion, float, float]] = LRUCache(
-            max_entries
-        )
+        self._entries: LRUCache[str, tuple[FrozenCompletion, float, float]] = LRUCache(max_entries)
 
     def __repr__(self) -> str:
         return f"MemoryCacheStore(max_entries={self.max_entries}, entries={len(self._entries)})"

@@ -1,0 +1,68 @@
+"""MemoryCacheStore and FrozenCompletion: a stored answer is never changed by its callers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import PrivateAttr
+
+from relaykit.stores.cache import FrozenCompletion, MemoryCacheStore
+from relaykit.types import ChatCompletion
+
+ANSWER = {
+    "id": "c1",
+    "choices": [{"message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+}
+
+
+class Carrying(ChatCompletion):
+    """An answer carrying a value of its own, the way ``@resilient`` carries a return value."""
+
+    _value: Any = PrivateAttr(default=None)
+
+
+def carrying(value: Any) -> Carrying:
+    answer = Carrying.model_validate(ANSWER)
+    answer._value = value
+    return answer
+
+
+def test_a_private_value_changed_after_freezing_does_not_change_the_frozen_answer() -> None:
+    original = carrying({"senses": ["one"]})
+    frozen = FrozenCompletion.of(original)
+    original._value["senses"].append("added after freezing")
+    thawed = frozen.thaw()
+    assert isinstance(thawed, Carrying)
+    assert thawed._value == {"senses": ["one"]}
+
+
+def test_each_thaw_gets_its_own_copy_of_a_private_value() -> None:
+    frozen = FrozenCompletion.of(carrying({"senses": ["one"]}))
+    first, second = frozen.thaw(), frozen.thaw()
+    assert isinstance(first, Carrying) and isinstance(second, Carrying)
+    first._value["senses"].append("changed by the first caller")
+    assert second._value == {"senses": ["one"]}
+    assert frozen.thaw()._value == {"senses": ["one"]}  # type: ignore[attr-defined]
+
+
+async def test_store_hits_do_not_share_a_private_value() -> None:
+    store = MemoryCacheStore()
+    await store.set("k", carrying([1, 2]), now=0.0, ttl_s=10)
+    first = await store.get("k", now=1.0)
+    second = await store.get("k", now=1.0)
+    assert first is not None and second is not None
+    first.completion._value.append(3)  # type: ignore[attr-defined]
+    assert second.completion._value == [1, 2]  # type: ignore[attr-defined]
+
+
+def test_a_plain_answer_keeps_its_relay_info_slot_empty() -> None:
+    thawed = FrozenCompletion.of(ChatCompletion.model_validate(ANSWER)).thaw()
+    assert thawed.relay is None
+    assert thawed.content == "hi"
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 2.0, "10", None])
+def test_max_entries_must_be_a_whole_number_of_at_least_one(value: Any) -> None:
+    with pytest.raises(ValueError, match=r"^max_entries must be a whole number of at least 1"):
+        MemoryCacheStore(max_entries=value)
