@@ -217,3 +217,21 @@ def test_error_messages_say_what_to_do_next() -> None:
         "target 'a' answered 429 (retry after 2.0 s): Rate limit reached. Slow down (RateLimit), "
         "retry later (Retry), or add a fallback target"
     )
+
+
+def test_every_relay_error_survives_copy_and_pickle_with_its_attributes() -> None:
+    import copy
+    import pickle
+
+    from relaykit.errors import RequestValidationError, StreamInterruptedError
+
+    errors = [
+        StreamInterruptedError("broke its stream", partial=None, target="a"),
+        RequestValidationError("bad temperature", field="temperature"),
+        error_from_http(429, {"error": {"code": "insufficient_quota"}}, {"retry-after": "3"}),
+    ]
+    for error in errors:
+        for twin in (copy.copy(error), pickle.loads(pickle.dumps(error))):
+            assert type(twin) is type(error)
+            assert twin.__dict__ == error.__dict__
+            assert str(twin) == str(error)

@@ -64,6 +64,15 @@ class RelayError(Exception):
         # Messages are written to follow the target's name: "target 'main' answered 429: ...".
         return f"target {self.target!r} {self.message}" if self.target else self.message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copy and pickle rebuild without __init__ (subclasses take keyword-only arguments) and
+        # restore every attribute, notes included.
+        return (_rebuild, (type(self), self.args), self.__dict__)
+
+
+def _rebuild(kind: type[RelayError], args: tuple[Any, ...]) -> RelayError:
+    return kind.__new__(kind, *args)
+
 
 class AuthenticationError(RelayError):
     """401/403: the key is wrong or lacks access. Never retried; the fallback may move on."""

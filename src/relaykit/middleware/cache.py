@@ -76,14 +76,7 @@ class _SharedError:
     def copy(self) -> RelayError:
         """A fresh error for one follower: same type and attributes, the landing's notes, no
         traceback (raise it ``from self.error`` to show where it came from)."""
-        error = self.error
-        try:
-            twin = copy.copy(error)  # honours a class's own __reduce__ (AllTargetsFailedError)
-        except TypeError:
-            # copy.copy calls __init__ with the message alone, which some errors refuse
-            # (StreamInterruptedError needs partial=): build it without __init__ instead.
-            twin = type(error).__new__(type(error), *error.args)
-            twin.__dict__.update(error.__dict__)
+        twin = copy.copy(self.error)  # RelayError.__reduce__ keeps type and attributes
         twin.__traceback__ = None
         if self.notes:
             twin.__notes__ = list(self.notes)

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from relaykit._rules import ErrorRule, check_rules, matches
 from relaykit.errors import (
     AllTargetsFailedError,
     Attempt,
@@ -47,8 +48,6 @@ __all__ = [
     "invalid_json",
     "refusal",
 ]
-
-ErrorRule = type[RelayError] | Callable[[RelayError], bool]
 
 CONTINUE_PROMPT = (
     "Your previous message was cut off. Continue it exactly where it stopped, without "
@@ -106,18 +105,16 @@ class Fallback:
         fallback_on: Sequence[ErrorRule | AnswerCheck] | None = None,
         continue_streams: bool = False,
     ) -> None:
+        if isinstance(fallback_on, type | str | AnswerCheck):
+            raise ValueError(
+                f"fallback_on must be a list of error types, predicates on errors and answer "
+                f"checks, e.g. fallback_on=[RateLimitError, empty_answer]; got {fallback_on!r}"
+            )
         rules = tuple(fallback_on or ())
-        for rule in rules:
-            if not (isinstance(rule, AnswerCheck) or callable(rule)):
-                raise ValueError(
-                    f"fallback_on takes error types, predicates on errors and answer checks; "
-                    f"got {rule!r}"
-                )
         self.answer_checks = tuple(r for r in rules if isinstance(r, AnswerCheck))
+        errors = check_rules("fallback_on", [r for r in rules if not isinstance(r, AnswerCheck)])
         # None keeps the default rule: only answer checks (or nothing) were given.
-        self.error_rules: tuple[ErrorRule, ...] | None = (
-            tuple(r for r in rules if not isinstance(r, AnswerCheck)) or None
-        )
+        self.error_rules: tuple[ErrorRule, ...] | None = errors or None
         self.continue_streams = continue_streams
 
     def moves_on(self, error: RelayError) -> bool:
@@ -126,10 +123,7 @@ class Fallback:
             return isinstance(error, ContextWindowError) or not isinstance(
                 error, InvalidRequestError
             )
-        return any(
-            isinstance(error, rule) if isinstance(rule, type) else rule(error)
-            for rule in self.error_rules
-        )
+        return matches(error, self.error_rules)
 
     def rejected_by(self, answer: ChatCompletion) -> AnswerCheck | None:
         return next((c for c in self.answer_checks if c.check(answer)), None)
