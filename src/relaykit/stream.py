@@ -153,7 +153,7 @@ class ChatStream:
             "The partial answer is in .partial; retry the call or use "
             "Fallback(continue_streams=True) to continue on another target.",
             partial=self._assembler.completion(),
-            target=cause.target or self.target,
+            target=self.target or cause.target,  # the Target's name, not the backend's
         )
 
     def on_finish(self, finalizer: StreamFinalizer) -> None:

@@ -274,3 +274,14 @@ async def test_continue_streams_with_every_continuation_failing_says_broke_once(
     assert str(caught.value).count("broke its stream") == 1
     assert caught.value.partial.content == "one two"
     assert b.request_count == 1
+
+
+async def test_a_broken_stream_names_the_target_not_the_backend(providers) -> None:
+    a, _, _ = providers
+    a.script(Reply.ok("one two three").drop_after(2))
+    async with Relay(targets=[target(a, "primary")]) as relay:
+        stream = await relay.astream(messages=HI)
+        with pytest.raises(StreamInterruptedError) as caught:
+            await stream.completion()
+    assert caught.value.target == "primary"
+    assert str(caught.value).startswith("target 'primary' broke its stream")
