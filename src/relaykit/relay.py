@@ -180,9 +180,15 @@ class Relay:
             raise
         if isinstance(result, ChatStream):  # a middleware answered with a stream: read it all
             result = await result.completion()
-        result._relay = _info(ctx, result._relay)
+        # Straight to pydantic's private dict: attribute access to a private costs a __getattr__.
+        private = result.__pydantic_private__
+        info = _info(ctx, private.get("_relay") if private else None)
+        if private is None:
+            result._relay = info
+        else:
+            private["_relay"] = info
         if Completed in ctx.observed:
-            self._completed(ctx, result, result._relay, stream=False)
+            self._completed(ctx, result, info, stream=False)
         return result
 
     def astream(

@@ -24,7 +24,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 from cachetools import LRUCache
 
 from relaykit._checks import whole_number
-from relaykit.types import ChatCompletion
+from relaykit.types import ChatCompletion, RelayInfo
 
 __all__ = ["CacheStore", "CachedCompletion", "FrozenCompletion", "MemoryCacheStore"]
 
@@ -38,27 +38,33 @@ _IMMUTABLE: Final = frozenset({type(None), bool, int, float, str, bytes})
 class FrozenCompletion:
     """An answer nobody can change: ``thaw()`` gives a fresh copy each time.
 
-    JSON of the fields the provider set (extras included), the class, and a deep copy of the
-    private attributes (so a hit can still tell which target first gave the answer, and a
-    caller mutating a private value, such as ``@resilient``'s return value, changes only its
+    JSON of the fields the provider set (extras included), the class, the name of the target
+    that gave the answer (so a hit can still say so), and a deep copy of any other private
+    attribute (a caller mutating one, such as ``@resilient``'s return value, changes only its
     own copy).
     """
 
     data: bytes
     kind: type[ChatCompletion]
+    target: str | None
     private: dict[str, Any] | None
 
     @classmethod
     def of(cls, completion: ChatCompletion) -> FrozenCompletion:
-        private = completion.__pydantic_private__
+        private = completion.__pydantic_private__ or {}
+        # relaykit's own RelayInfo is rebuilt per call: only its target is worth keeping.
+        info = private.get("_relay")
+        others = {k: v for k, v in private.items() if k != "_relay" and v is not None}
         return cls(
             completion.__pydantic_serializer__.to_json(completion, exclude_unset=True),
             type(completion),
-            _own(private) if private else None,
+            info.target if isinstance(info, RelayInfo) else None,
+            _own(others) if others else None,
         )
 
     def thaw(self) -> ChatCompletion:
         completion = self.kind.model_validate_json(self.data)
+        completion._relay = RelayInfo(self.target, 0, cached=True)
         if self.private:
             private = completion.__pydantic_private__
             if private is not None:
