@@ -56,9 +56,17 @@ async def test_store_hits_do_not_share_a_private_value() -> None:
     assert second.completion._value == [1, 2]  # type: ignore[attr-defined]
 
 
-def test_a_plain_answer_keeps_its_relay_info_slot_empty() -> None:
-    thawed = FrozenCompletion.of(ChatCompletion.model_validate(ANSWER)).thaw()
-    assert thawed.relay is None
+def test_a_thawed_answer_says_it_is_cached_and_which_target_gave_it() -> None:
+    from relaykit.types import RelayInfo
+
+    plain = FrozenCompletion.of(ChatCompletion.model_validate(ANSWER)).thaw()
+    assert plain.relay is not None
+    assert (plain.relay.target, plain.relay.attempts, plain.relay.cached) == (None, 0, True)
+    served = ChatCompletion.model_validate(ANSWER)
+    served._relay = RelayInfo("primary", 2)
+    thawed = FrozenCompletion.of(served).thaw()
+    assert thawed.relay is not None
+    assert (thawed.relay.target, thawed.relay.cached) == ("primary", True)
     assert thawed.content == "hi"
 
 
