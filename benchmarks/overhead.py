@@ -399,6 +399,21 @@ def relaykit_full(*, hits: bool) -> Side | str:
     return _relaykit_side(relay, _repeated if hits else _distinct, cached=hits)
 
 
+def relaykit_cache_only() -> Side | str:
+    from relaykit import FunctionBackend, Relay
+
+    mw = _middlewares()
+    if isinstance(mw, str):
+        return mw
+    completion = _relaykit_completion()
+
+    async def noop(request: Any) -> Any:
+        return completion
+
+    relay = Relay(targets=[FunctionBackend(noop)], middleware=[mw["Cache"](ttl_s=600)])
+    return _relaykit_side(relay, _repeated, cached=True)
+
+
 def _repeated(i: int) -> list[dict[str, str]]:
     return PROMPT
 
@@ -498,6 +513,13 @@ def litellm_full(*, hits: bool) -> Side | str:
     return _litellm_side(router, _repeated if hits else _distinct, cached=hits)
 
 
+def litellm_cache_only() -> Side | str:
+    litellm = _import_litellm()
+    litellm.cache = litellm.Cache(type="local")
+    router = litellm.Router(model_list=[_deployment("m")], cache_responses=True)
+    return _litellm_side(router, _repeated, cached=True)
+
+
 # --- report ----------------------------------------------------------------------------------
 
 
@@ -531,6 +553,15 @@ def scenarios() -> list[Scenario]:
             full_ll + ", one prompt repeated",
             lambda: relaykit_full(hits=True),
             lambda: litellm_full(hits=True),
+        ),
+        Scenario(
+            "cache hit, cache only",
+            "Relay(targets=[FunctionBackend(noop)], middleware=[Cache(ttl_s=600)]), "
+            "one prompt repeated",
+            "Router(1 deployment, cache_responses=True, litellm.Cache(type='local')), "
+            "one prompt repeated",
+            relaykit_cache_only,
+            litellm_cache_only,
         ),
     ]
 

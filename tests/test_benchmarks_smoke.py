@@ -26,7 +26,12 @@ def test_overhead_benchmark_quick_run_writes_its_chart_and_numbers(tmp_path: Pat
     report = json.loads((tmp_path / "overhead.json").read_text())
     assert report["meta"]["network_attempts_blocked"] == []
     scenarios = {s["scenario"]: s for s in report["scenarios"]}
-    assert list(scenarios) == ["baseline", "full features (cache miss)", "cache hit"]
+    assert list(scenarios) == [
+        "baseline",
+        "full features (cache miss)",
+        "cache hit",
+        "cache hit, cache only",
+    ]
     baseline = scenarios["baseline"]
     assert baseline["skipped"] is None
     assert baseline["relaykit"]["calls"] > 0

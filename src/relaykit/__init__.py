@@ -7,6 +7,7 @@ answer = relay.complete(messages=[{"role": "user", "content": "Hello"}])
 """
 
 from relaykit import presets
+from relaykit._sync_stream import SyncChatStream
 from relaykit.backends import Backend, FunctionBackend, OpenAICompatible
 from relaykit.clock import Clock, SystemClock
 from relaykit.decorators import resilient
@@ -46,7 +47,7 @@ from relaykit.middleware.retry import Retry, RetryBudget
 from relaykit.middleware.telemetry import OpenTelemetry
 from relaykit.middleware.timeout import Timeout
 from relaykit.pipeline import CallContext, Handler, Middleware
-from relaykit.relay import Relay, SyncChatStream
+from relaykit.relay import Relay
 from relaykit.stream import ChatStream
 from relaykit.target import Target
 from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest, RelayInfo, Usage

@@ -8,13 +8,18 @@ credential is never echoed back.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-__all__ = ["best_error", "describe_input", "error_path", "problem"]
+from relaykit.errors import RequestValidationError
+from relaykit.types import ChatRequest
+
+__all__ = ["best_error", "describe_input", "error_path", "problem", "validate_request"]
 
 # Union members and discriminator tags pydantic puts in error locations; they are not fields.
 _TAGS = frozenset(
@@ -38,6 +43,7 @@ _SECRET_NAMES = re.compile(
     r"(^|[_-])(api_?key|key|token|secret|password|authorization)$", re.IGNORECASE
 )
 _MAX_INPUT = 60
+_REQUEST_FIELDS = frozenset(ChatRequest.model_fields) - {"stream"}
 
 
 def error_path(error: ErrorDetails, root: str) -> str:
@@ -85,3 +91,40 @@ def _redacted(value: Any) -> Any:
     if isinstance(value, list):
         return [_redacted(v) for v in value]
     return value
+
+
+def validate_request(
+    request: dict[str, Any], extra_body: Mapping[str, Any] | None, *, stream: bool
+) -> ChatRequest:
+    """The caller's keyword arguments as a ChatRequest, or a RequestValidationError naming the
+    field; nothing is sent before this passes. Only OpenAI's arguments are accepted (a typo is
+    caught, with a suggestion); provider fields come in ``extra_body``."""
+    unknown = request.keys() - _REQUEST_FIELDS
+    if unknown:
+        name = sorted(unknown)[0]
+        close = difflib.get_close_matches(name, _REQUEST_FIELDS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        what = (
+            "stream is chosen by calling astream() or stream()"
+            if name == "stream"
+            else (
+                f"{name!r} is not an OpenAI chat-completion argument; {hint}pass provider-specific "
+                "fields in extra_body={...}"
+            )
+        )
+        raise RequestValidationError(what, field=name)
+    try:
+        return ChatRequest.model_validate({**(extra_body or {}), **request, "stream": stream})
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+
+
+def _validation_error(exc: ValidationError) -> RequestValidationError:
+    errors = exc.errors(include_url=False)
+    paths = [error_path(error, "request") for error in errors]
+    problems = [f"{path}: {problem(error)}" for path, error in zip(paths[:3], errors, strict=False)]
+    more = len(errors) - len(problems)
+    suffix = f"; and {more} more" if more > 0 else ""
+    return RequestValidationError(
+        f"invalid request, nothing was sent: {'; '.join(problems)}{suffix}", field=paths[0]
+    )

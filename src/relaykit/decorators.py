@@ -19,7 +19,7 @@ import functools
 import inspect
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
+from typing import Any, TypeVar, get_type_hints
 
 from pydantic import BaseModel, PrivateAttr, ValidationError
 
@@ -27,11 +27,9 @@ from relaykit.backends.function import FunctionBackend
 from relaykit.classify import classify_exception
 from relaykit.errors import BadResponseError, InvalidRequestError, RelayError
 from relaykit.pipeline import Middleware
+from relaykit.relay import Relay
 from relaykit.target import Target
 from relaykit.types import ChatCompletion, ChatRequest
-
-if TYPE_CHECKING:
-    from relaykit.relay import Relay
 
 __all__ = ["prompt", "resilient"]
 
@@ -169,8 +167,6 @@ def resilient(
     """
 
     def decorate(fn: F) -> F:
-        from relaykit.relay import Relay  # the Relay module imports this one
-
         signature = inspect.signature(fn)
         if fallback_models and model_arg not in signature.parameters:
             raise TypeError(

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar, get_args
 
-from pydantic import ValidationError
-
 from relaykit._loop_thread import LoopThread
-from relaykit._validation import error_path, problem
+from relaykit._sync_stream import SyncChatStream
+from relaykit._validation import validate_request
 from relaykit.backends.base import Backend
 from relaykit.clock import Clock, SystemClock
 from relaykit.errors import ConfigError, RelayError, RequestValidationError
@@ -20,12 +18,11 @@ from relaykit.middleware.fallback import Fallback
 from relaykit.pipeline import CacheMode, CallContext, Handler, Middleware, Response, compose
 from relaykit.stream import ChatStream
 from relaykit.target import BoundTarget, Target
-from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest, RelayInfo
+from relaykit.types import ChatCompletion, ChatRequest, RelayInfo
 
 __all__ = ["Relay", "Strategy", "SyncChatStream"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-_REQUEST_FIELDS = frozenset(ChatRequest.model_fields) - {"stream"}
 _CACHE_MODES = get_args(CacheMode)
 
 
@@ -169,7 +166,7 @@ class Relay:
         ``validate(answer)`` may raise ``BadResponseError`` to reject an answer: that attempt
         then counts as failed, and Retry and Fallback handle it like any other failure.
         """
-        chat = _validate(request, extra_body, stream=False)
+        chat = validate_request(request, extra_body, stream=False)
         ctx = self._context(tenant, cache, cache_ttl_s, cache_max_age_s, extra_headers)
         ctx.validate = validate
         try:
@@ -208,7 +205,7 @@ class Relay:
         failure before it raises there, after retries and fallbacks. Invalid arguments raise
         here at once.
         """
-        chat = _validate(request, extra_body, stream=True)
+        chat = validate_request(request, extra_body, stream=True)
         ctx = self._context(tenant, cache, cache_ttl_s, cache_max_age_s, extra_headers)
 
         async def open_stream() -> ChatStream:
@@ -332,51 +329,6 @@ class Relay:
         self.close()
 
 
-class SyncChatStream:
-    """A ChatStream read from synchronous code; each chunk is fetched on the Relay's loop."""
-
-    __slots__ = ("_loop", "_stream")
-
-    def __init__(self, loop: LoopThread, stream: ChatStream) -> None:
-        self._loop = loop
-        self._stream = stream
-
-    def __iter__(self) -> Iterator[ChatCompletionChunk]:
-        return self
-
-    def __next__(self) -> ChatCompletionChunk:
-        try:
-            return self._loop.run(anext(self._stream))
-        except StopAsyncIteration:
-            raise StopIteration from None
-
-    def open(self) -> Self:
-        """Reach the commit point now, so failures before the first chunk raise here."""
-        self._loop.run(self._stream._committed())
-        return self
-
-    def completion(self) -> ChatCompletion:
-        return self._loop.run(self._stream.completion())
-
-    @property
-    def relay(self) -> RelayInfo | None:
-        return self._stream.relay
-
-    def close(self) -> None:
-        self._loop.run(self._stream.aclose())
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
 def _info(ctx: CallContext, earlier: RelayInfo | None) -> RelayInfo:
     """How this call was served; a cached answer (no attempt made) names its original target."""
     if ctx.attempt == 0:
@@ -409,37 +361,3 @@ def _reject_stacked_retries(outer: Sequence[Middleware], targets: Sequence[Targe
             f"Retry appears more than once on one call path ({', '.join(retries)}): attempts "
             "would multiply. Keep one Retry around the chain, or one per target"
         )
-
-
-def _validate(
-    request: dict[str, Any], extra_body: Mapping[str, Any] | None, *, stream: bool
-) -> ChatRequest:
-    unknown = request.keys() - _REQUEST_FIELDS
-    if unknown:
-        name = sorted(unknown)[0]
-        close = difflib.get_close_matches(name, _REQUEST_FIELDS, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        what = (
-            "stream is chosen by calling astream() or stream()"
-            if name == "stream"
-            else (
-                f"{name!r} is not an OpenAI chat-completion argument; {hint}pass provider-specific "
-                "fields in extra_body={...}"
-            )
-        )
-        raise RequestValidationError(what, field=name)
-    try:
-        return ChatRequest.model_validate({**(extra_body or {}), **request, "stream": stream})
-    except ValidationError as exc:
-        raise _validation_error(exc) from None
-
-
-def _validation_error(exc: ValidationError) -> RequestValidationError:
-    errors = exc.errors(include_url=False)
-    paths = [error_path(error, "request") for error in errors]
-    problems = [f"{path}: {problem(error)}" for path, error in zip(paths[:3], errors, strict=False)]
-    more = len(errors) - len(problems)
-    suffix = f"; and {more} more" if more > 0 else ""
-    return RequestValidationError(
-        f"invalid request, nothing was sent: {'; '.join(problems)}{suffix}", field=paths[0]
-    )
