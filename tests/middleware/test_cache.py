@@ -427,7 +427,7 @@ async def test_followers_ask_themselves_when_the_leader_is_cancelled(
     for _ in range(200):  # real-time: until the leader's request reached the provider
         if provider.request_count:
             break
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.005)  # real-time: polling a real server, bounded above
     follower = asyncio.create_task(relay.acomplete(messages=HI))
     await asyncio.sleep(0)
     leader.cancel()
