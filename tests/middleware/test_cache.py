@@ -544,3 +544,15 @@ async def test_a_shared_store_serves_two_caches(provider: FakeProvider, relay_wi
 def test_bad_configuration_fails_at_construction(options: dict[str, Any], named: str) -> None:
     with pytest.raises(ValueError, match=named):
         Cache(**options)
+
+
+async def test_a_hit_names_the_target_that_first_gave_the_answer(relay_with: Any) -> None:
+    relay = relay_with()
+    first = await relay.acomplete(messages=HI)
+    text, streamed_info = await streamed_text(relay, messages=HI)
+    again = await relay.acomplete(messages=HI)
+    assert first.relay is not None and again.relay is not None and streamed_info is not None
+    assert first.relay.target is not None
+    assert (again.relay.target, again.relay.cached) == (first.relay.target, True)
+    assert (streamed_info.target, streamed_info.cached) == (first.relay.target, True)
+    assert text == first.content

@@ -47,7 +47,7 @@ from relaykit.events import CacheHit, CacheMiss
 from relaykit.pipeline import CallContext, Handler, Response
 from relaykit.stores.cache import CacheStore, FrozenCompletion, MemoryCacheStore
 from relaykit.stream import ChatStream
-from relaykit.types import ChatCompletion, ChatRequest
+from relaykit.types import ChatCompletion, ChatRequest, RelayInfo
 
 __all__ = ["Cache"]
 
@@ -223,6 +223,7 @@ class Cache:
             # the stream is dropped unfinished, so followers never wait forever).
             result.on_finish(_StreamLanding(self, key, flight, ctx.clock, ttl_s))
             return result
+        _remember_target(result, ctx.target)
         # The caller owns ``result`` and may mutate it once we return: followers get a snapshot
         # taken now, and the store keeps its own (the CacheStore contract).
         shared = FrozenCompletion.of(result) if flight is not None else None
@@ -323,6 +324,7 @@ class _StreamLanding:
             self.cache._land(self.key, self.flight, None)
             return
         completion = stream.partial()  # a fresh object, which nobody else holds
+        _remember_target(completion, stream.target)
         if self.ttl_s > 0 and _complete(completion):
             self.cache._store_later(self.key, self.flight, completion, self.clock.now(), self.ttl_s)
         else:
@@ -334,6 +336,12 @@ class _StreamLanding:
         # May run on another thread (a SyncChatStream dropped by sync code) or at shutdown.
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left waiting
             self.loop.call_soon_threadsafe(self.cache._land, self.key, self.flight, None)
+
+
+def _remember_target(completion: ChatCompletion, target: str | None) -> None:
+    """Note which target gave the answer, so a later hit can say so (``relay.target``)."""
+    if completion._relay is None:
+        completion._relay = RelayInfo(target, 0)
 
 
 def _complete(completion: ChatCompletion) -> bool:
