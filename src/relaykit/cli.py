@@ -107,7 +107,7 @@ async def demo() -> None:
             _show(
                 "429", "primary pushed back for 0.1 s: the backup answered, no wait", answer.relay
             )
-            await asyncio.sleep(0.15)  # primary's circuit was open for exactly those 0.1 s
+            await asyncio.sleep(0.25)  # primary's circuit is open for exactly those 0.1 s
 
             primary.default = Reply.overloaded()
             backup.script(Reply.overloaded())
