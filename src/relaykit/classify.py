@@ -189,7 +189,8 @@ def classify_exception(exc: BaseException) -> RelayError | None:
         return error
     if "Timeout" in name or isinstance(exc, TimeoutError):
         return ProviderTimeout(f"timed out: {name}: {exc}")
-    if "Connect" in name or "Connection" in name or isinstance(exc, ConnectionError | OSError):
+    # ConnectionError, not OSError: a missing file in the caller's own code is no provider fault.
+    if "Connect" in name or "Connection" in name or isinstance(exc, ConnectionError):
         return ProviderConnectionError(f"could not be reached: {name}: {exc}")
     if "JSONDecode" in name or "Decoding" in name:  # a body the SDK could not parse
         return BadResponseError(f"sent an answer that could not be read: {name}: {exc}")

@@ -211,13 +211,13 @@ def _middleware(entries: Sequence[MiddlewareEntry], where: str) -> list[Middlewa
             )
         module_name, _, class_name = MIDDLEWARE[name].partition(":")
         factory = getattr(importlib.import_module(module_name), class_name)
-        allowed = [
-            p.name
-            for p in inspect.signature(factory).parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
-        ]
+        parameters = inspect.signature(factory).parameters.values()
+        named = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        allowed = [p.name for p in parameters if p.kind in named]
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+        options = {k: _scalar(v) if isinstance(v, str) else v for k, v in options.items()}
         for option, value in options.items():
-            if option not in allowed:
+            if option not in allowed and not takes_any:
                 raise ConfigError(
                     f"{place}.{name}.{option}",
                     f"is not an option of {name}; its options are {', '.join(allowed)}",
@@ -262,7 +262,11 @@ def _error_rules(
 
 
 def _scalar(text: str) -> Any:
-    """``600`` -> 600, ``0.5`` -> 0.5, ``true`` -> True; anything else stays text."""
+    """``600`` -> 600, ``0.5`` -> 0.5, ``true`` -> True; anything else stays text.
+
+    For middleware options only, which take numbers and flags (``rpm: ${RPM}``); schema
+    fields convert their own way, and a header or a body field must stay the text it was.
+    """
     lowered = text.strip().lower()
     if lowered in ("true", "false"):
         return lowered == "true"
@@ -287,9 +291,6 @@ def _expand(value: Any, where: str) -> Any:
                 )
             return found
 
-        whole = _ENV.fullmatch(value)
-        if whole is not None:  # "${RPM}" alone: the variable's value, typed as YAML would
-            return _scalar(substitute(whole))
         return _ENV.sub(substitute, value)
     if isinstance(value, Mapping):
         return {k: _expand(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 import functools
 import inspect
 import json
@@ -194,12 +195,17 @@ def resilient(
             # The call's arguments reach the backend through a context variable, which the
             # pipeline's tasks inherit; the synthetic request only carries the cache key.
             token = _CALL.set((args, kwargs))
+            own: BaseException | None
             try:
                 answer = await relay.acomplete(**request_for(args, kwargs))
             except _UnclassifiedError as error:
-                raise error.__cause__ or error from None  # the function's own exception
+                own = _own_exception(error)
+            else:
+                own = None
             finally:
                 _CALL.reset(token)
+            if own is not None:
+                raise own  # the function's own exception, cause and traceback as it raised it
             return answer._value if isinstance(answer, _Envelope) else answer.content
 
         if inspect.iscoroutinefunction(fn):
@@ -224,6 +230,20 @@ def resilient(
 class _UnclassifiedError(InvalidRequestError):
     """The wrapped function raised something that is not a model-call failure (a bug of its
     own): it fails fast, with no retry and no fallback, and the caller gets the original."""
+
+
+def _own_exception(error: BaseException) -> BaseException:
+    """The wrapped function's own exception behind an _UnclassifiedError.
+
+    A cache follower gets a copy of the leader's error chained to the original: follow the
+    causes past relaykit's wrappers; a follower raises a copy, so concurrent callers never
+    share (and pile tracebacks onto) one exception object.
+    """
+    follower = False
+    while isinstance(error, RelayError) and error.__cause__ is not None:
+        follower = follower or isinstance(error.__cause__, RelayError)
+        error = error.__cause__
+    return copy.copy(error) if follower else error
 
 
 def _backend(

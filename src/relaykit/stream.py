@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -21,6 +22,8 @@ from relaykit.errors import RelayError, StreamInterruptedError
 from relaykit.types import ChatCompletion, ChatCompletionChunk, RelayInfo
 
 __all__ = ["ChatStream", "StreamFinalizer"]
+
+_log = logging.getLogger("relaykit")
 
 StreamFinalizer = Callable[["ChatStream", "RelayError | None"], None]
 
@@ -136,7 +139,9 @@ class ChatStream:
                 raise
             except RelayError as exc:
                 cause = _breaking(exc)
-                error = self._interrupted(cause)
+                # An inner stream knows which target broke (a continuation's, say).
+                broke = exc.target if isinstance(exc, StreamInterruptedError) else None
+                error = self._interrupted(cause, broke or self.target)
                 self._finish(error)
                 raise error from cause
             except BaseException:  # cancelled, or a bug: the caller will not read on
@@ -145,7 +150,7 @@ class ChatStream:
         self._assembler.add(chunk)
         return chunk
 
-    def _interrupted(self, cause: RelayError) -> StreamInterruptedError:
+    def _interrupted(self, cause: RelayError, target: str | None) -> StreamInterruptedError:
         received = self._assembler.chunk_count
         return StreamInterruptedError(
             f"broke its stream after {received} chunk{'s' if received != 1 else ''}: "
@@ -153,7 +158,7 @@ class ChatStream:
             "The partial answer is in .partial; retry the call or use "
             "Fallback(continue_streams=True) to continue on another target.",
             partial=self._assembler.completion(),
-            target=self.target or cause.target,  # the Target's name, not the backend's
+            target=target or cause.target,  # the Target's name, not the backend's
         )
 
     def on_finish(self, finalizer: StreamFinalizer) -> None:
@@ -168,7 +173,10 @@ class ChatStream:
             return
         self._finished = True
         for finalizer in self._finalizers:
-            finalizer(self, error)
+            try:
+                finalizer(self, error)
+            except Exception:  # one failing finalizer must not keep the others from running
+                _log.exception("relaykit stream finalizer %r failed", finalizer)
 
     def partial(self) -> ChatCompletion:
         """What has arrived so far, assembled (the whole answer once the stream ended)."""

@@ -354,20 +354,38 @@ async def test_concurrent_identical_misses_make_one_upstream_call(
     assert provider.request_count == 1
 
 
-async def test_streaming_leader_shares_its_answer_with_plain_and_streaming_followers(
+async def test_a_streaming_leader_holds_followers_only_until_its_first_chunk(
     provider: FakeProvider, relay_with: Any
 ) -> None:
-    # real-time: the reply is delayed 0.2 s on the wire so all calls overlap.
+    # real-time: each reply is delayed 0.2 s on the wire so all calls overlap.
     provider.default = Reply.ok("one answer for all").delayed(0.2)
     relay = relay_with()
     leader = asyncio.create_task(streamed_text(relay, messages=HI))
     await asyncio.sleep(0)  # the stream asks first
     plain = [relay.acomplete(messages=HI) for _ in range(3)]
-    streams = [streamed_text(relay, messages=HI) for _ in range(3)]
-    results = await asyncio.gather(leader, *plain, *streams)
+    results = await asyncio.gather(leader, *plain)
     texts = [r[0] if isinstance(r, tuple) else r.content for r in results]
-    assert texts == ["one answer for all"] * 7
-    assert provider.request_count == 1
+    assert texts == ["one answer for all"] * 4
+    # The stream's caller owns it past its first chunk; the plain followers then shared one
+    # call of their own instead of waiting on a stream its caller might never finish.
+    assert provider.request_count == 2
+
+
+async def test_breaking_out_of_a_held_stream_never_blocks_the_next_identical_call(
+    clock: FakeClock,
+) -> None:
+    async def model(request: ChatRequest) -> AsyncIterator[str]:
+        yield "first "
+        yield "second"
+
+    relay = Relay(targets=[FunctionBackend(model)], middleware=[Cache()], clock=clock)
+    stream = await relay.astream(messages=HI)
+    async for _ in stream:
+        break  # the caller stops reading but keeps the stream
+    answer = await asyncio.wait_for(relay.acomplete(messages=HI), 5)  # real-time: a bound
+    assert answer.content == "first second"
+    await stream.aclose()
+    await relay.aclose()
 
 
 async def test_followers_share_the_leaders_error(provider: FakeProvider, relay_with: Any) -> None:

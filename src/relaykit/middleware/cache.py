@@ -20,13 +20,15 @@ pairs can produce the same key. The layout, for stores that show keys (Redis)::
 the caller closed early, and every error are never stored.
 
 **Single flight**: concurrent misses on one key make one upstream call; the others wait for it
-and get a copy of its answer (a stream leader's answer once its stream ended; a streaming
-follower gets it replayed as chunks). When the leader fails with a ``RelayError`` before it has
-an answer, the followers waiting at that moment raise the same error (each its own copy,
-raised from the leader's) — they asked the same question within the same moment, and a herd
-of doomed retries would only add load to a struggling provider. When the leader ends without
-an answer for reasons of its own (cancelled, its stream broke or was closed early), the
-followers go on as misses, one new leader at a time.
+and get a copy of its answer (a streaming follower gets it replayed as chunks). When the leader
+fails with a ``RelayError`` before it has an answer, the followers waiting at that moment raise
+the same error (each its own copy, raised from the leader's) — they asked the same question
+within the same moment, and a herd of doomed retries would only add load to a struggling
+provider. When the leader ends without an answer for reasons of its own (cancelled), the
+followers go on as misses, one new leader at a time. A streamed leader is waited for only
+until its first chunk: after that the stream belongs to its caller, who may stop reading at any
+moment and still hold it, so its followers go on as misses then (one new leader at a time, and
+the stream's answer is stored once it ends cleanly).
 """
 
 from __future__ import annotations
@@ -219,9 +221,12 @@ class Cache:
             raise
         ttl_s = ctx.cache_ttl_s if ctx.cache_ttl_s is not None else self.ttl_s
         if isinstance(result, ChatStream):
-            # Nothing to share until the stream ends; _StreamLanding lands it then (or when
-            # the stream is dropped unfinished, so followers never wait forever).
-            result.on_finish(_StreamLanding(self, key, flight, ctx.clock, ttl_s))
+            # Past its first chunk a stream is the caller's: it may stop reading at any moment
+            # and keep the stream (even in the task that asks the same question next), so no
+            # follower waits for its end. They go on as misses, one new leader at a time; the
+            # stream is still stored once it ends cleanly.
+            self._land(key, flight, None)
+            result.on_finish(_StreamLanding(self, key, ctx.clock, ttl_s))
             return result
         _remember_target(result, ctx.target)
         # The caller owns ``result`` and may mutate it once we return: followers get a snapshot
@@ -250,16 +255,18 @@ class Cache:
         if not flight.done():
             flight.set_result(outcome)
 
-    def _store_later(
-        self, key: str, flight: _Flight | None, completion: ChatCompletion, now: float, ttl_s: float
-    ) -> None:
+    def _store_later(self, key: str, completion: ChatCompletion, now: float, ttl_s: float) -> None:
         """Store a finished stream's answer from a (synchronous) stream finalizer.
 
-        The flight stays registered, already holding the answer, until the write is done, so a
-        call made right after the stream ended is a hit even before the store has it.
+        Until the write is done the answer waits in a landed flight, so a call made right after
+        the stream ended is a hit even before the store has it.
         """
-        if flight is not None and not flight.done():
-            flight.set_result(FrozenCompletion.of(completion))
+        flight: _Flight | None = None
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing can be waiting
+            if key not in self._flights:
+                flight = asyncio.get_running_loop().create_future()
+                flight.set_result(FrozenCompletion.of(completion))
+                self._flights[key] = flight
         if self._writes.spawn(self._write(key, flight, completion, now, ttl_s)) is None:
             self._land(key, flight, None)  # no loop to write on (shutting down): nothing stored
 
@@ -298,44 +305,23 @@ class Cache:
 
 
 class _StreamLanding:
-    """The finalizer of a stream a Cache leader returned: stores it and lands its flight.
+    """The finalizer of a stream a Cache leader returned: stores its answer if it is whole."""
 
-    If the caller drops the stream without finishing or closing it, no finalizer ever runs;
-    this object is then freed with the stream, and ``__del__`` lands the flight empty so the
-    followers ask upstream themselves instead of waiting forever.
-    """
+    __slots__ = ("cache", "clock", "key", "ttl_s")
 
-    __slots__ = ("cache", "clock", "flight", "key", "landed", "loop", "ttl_s")
-
-    def __init__(
-        self, cache: Cache, key: str, flight: _Flight | None, clock: Clock, ttl_s: float
-    ) -> None:
+    def __init__(self, cache: Cache, key: str, clock: Clock, ttl_s: float) -> None:
         self.cache = cache
         self.key = key
-        self.flight = flight
         self.clock = clock
         self.ttl_s = ttl_s
-        self.loop = asyncio.get_running_loop()
-        self.landed = False
 
     def __call__(self, stream: ChatStream, error: RelayError | None) -> None:
-        self.landed = True
-        if error is not None or not stream.ended_cleanly:
-            self.cache._land(self.key, self.flight, None)
+        if error is not None or not stream.ended_cleanly or self.ttl_s <= 0:
             return
         completion = stream.partial()  # a fresh object, which nobody else holds
-        _remember_target(completion, stream.target)
-        if self.ttl_s > 0 and _complete(completion):
-            self.cache._store_later(self.key, self.flight, completion, self.clock.now(), self.ttl_s)
-        else:
-            self.cache._land(self.key, self.flight, FrozenCompletion.of(completion))
-
-    def __del__(self) -> None:
-        if self.landed or self.flight is None:
-            return
-        # May run on another thread (a SyncChatStream dropped by sync code) or at shutdown.
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left waiting
-            self.loop.call_soon_threadsafe(self.cache._land, self.key, self.flight, None)
+        if _complete(completion):
+            _remember_target(completion, stream.target)
+            self.cache._store_later(self.key, completion, self.clock.now(), self.ttl_s)
 
 
 def _remember_target(completion: ChatCompletion, target: str | None) -> None:

@@ -78,6 +78,7 @@ class Timeout:
         self, request: ChatRequest, ctx: CallContext, call_next: Handler
     ) -> Response:
         outer_deadline = ctx.deadline
+        outer_target = ctx.target
         outer_attempt = ctx.attempt_timeout_s
         outer_first = ctx.first_token_timeout_s
         if self.attempt_s is not None and (outer_attempt is None or self.attempt_s < outer_attempt):
@@ -100,12 +101,15 @@ class Timeout:
                     async with ctx.clock.timeout(deadline - now):
                         result = await call_next(request, ctx)
                 except TimeoutError:
-                    raise ProviderTimeout(
+                    error = ProviderTimeout(
                         f"{'did not finish' if ctx.target else 'no target answered'} "
                         f"{self._deadline(own, deadline - now)}. Raise Timeout(total_s=...) or "
                         "make the targets answer sooner",
                         target=ctx.target,
-                    ) from None
+                    )
+                    # The error names the slow target; the layers outside see theirs again.
+                    ctx.target = outer_target
+                    raise error from None
         finally:
             # Lifted on the way out: the next target, or the next try of an outer Retry, starts
             # from the bounds outside this Timeout.
