@@ -302,3 +302,50 @@ def test_streaming_without_include_usage_gives_it_back_without_usage(
     expected = completion.model_dump(exclude_none=True)
     expected.pop("usage", None)
     assert assembled.model_dump(exclude_none=True) == expected
+
+
+def test_tool_call_deltas_without_index_and_stream_only_fields_still_assemble() -> None:
+    from relaykit.assembler import StreamAssembler
+    from relaykit.types import ChatCompletionChunk
+
+    head = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    chunks = [
+        {
+            **head,
+            "obfuscation": "x1",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {
+                                "id": "call_1",
+                                "type": "function",
+                                "function": {"name": "f", "arguments": '{"a"'},
+                            }
+                        ],
+                    },
+                }
+            ],
+        },
+        {
+            **head,
+            "obfuscation": "x2",
+            "choices": [
+                {"index": 0, "delta": {"tool_calls": [{"function": {"arguments": ": 1}"}}]}}
+            ],
+        },
+        {
+            **head,
+            "obfuscation": "x3",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}],
+        },
+    ]
+    assembler = StreamAssembler()
+    for chunk in chunks:
+        assembler.add(ChatCompletionChunk.model_validate(chunk))
+    completion = assembler.completion()
+    calls = completion.choices[0].message.tool_calls
+    assert calls is not None and calls[0].function.arguments == '{"a": 1}'
+    assert "obfuscation" not in completion.model_dump()

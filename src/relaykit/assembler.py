@@ -13,6 +13,9 @@ from relaykit.types import ChatCompletion, ChatCompletionChunk, ChunkChoice
 
 __all__ = ["StreamAssembler", "chunks_from_completion"]
 
+# Chunk fields that describe the stream, not the answer: never part of the completion.
+# (OpenAI pads chunks with a random "obfuscation" string against side-channel attacks.)
+_STREAM_ONLY = frozenset({"choices", "usage", "obfuscation"})
 # Delta fields that are not text: they replace, never concatenate.
 _NON_TEXT_DELTA_FIELDS = frozenset({"role", "tool_calls", "function_call"})
 
@@ -51,9 +54,10 @@ class _ChoiceState:
                 self.text.setdefault(name, []).append(value)
             else:
                 self.extras[name] = value
-        for call in delta.tool_calls or ():
+        for position, call in enumerate(delta.tool_calls or ()):
+            index = position if call.index is None else call.index
             state = self.tool_calls.setdefault(
-                call.index, {"id": None, "type": "function", "name": "", "arguments": []}
+                index, {"id": None, "type": "function", "name": "", "arguments": []}
             )
             if call.id is not None:
                 state["id"] = call.id
@@ -122,7 +126,7 @@ class StreamAssembler:
     def add(self, chunk: ChatCompletionChunk) -> None:
         self.chunk_count += 1
         if self._head is None:
-            head = chunk.model_dump(exclude_none=True, exclude={"choices", "usage"})
+            head = chunk.model_dump(exclude_none=True, exclude=set(_STREAM_ONLY))
             head["object"] = "chat.completion"
             self._head = head
         for choice in chunk.choices:

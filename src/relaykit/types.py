@@ -346,7 +346,8 @@ class FunctionCallDelta(_Wire):
 
 
 class ToolCallDelta(_Wire):
-    index: int
+    # Some OpenAI-compatible servers leave index out; the assembler then uses the position.
+    index: int | None = None
     id: str | None = None
     type: str | None = None
     function: FunctionCallDelta | None = None
