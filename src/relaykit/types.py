@@ -320,7 +320,7 @@ class RelayInfo:
 class ChatCompletion(_Wire):
     id: str
     object: str | None = None
-    created: int | None = None
+    created: int | float | None = None  # some servers send time.time() as is
     model: str | None = None
     choices: list[Choice]
     usage: Usage | None = None
@@ -371,7 +371,7 @@ class ChunkChoice(_Wire):
 class ChatCompletionChunk(_Wire):
     id: str
     object: str | None = None
-    created: int | None = None
+    created: int | float | None = None  # some servers send time.time() as is
     model: str | None = None
     choices: list[ChunkChoice] = Field(default_factory=list)
     usage: Usage | None = None
