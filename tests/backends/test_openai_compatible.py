@@ -695,3 +695,54 @@ def test_a_backend_used_from_two_asyncio_runs_leaves_no_unclosed_session() -> No
         or "Connector.close() is a coroutine" in str(w.message)
     ]
     assert unclosed == []
+
+
+@contextlib.asynccontextmanager
+async def raw_json_server(payload: dict[str, Any]) -> AsyncIterator[str]:
+    """A server that ignores stream=true and answers every call with one JSON body."""
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response(payload)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}/v1"
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_server_that_ignores_stream_true_is_still_served_as_a_stream() -> None:
+    whole = {
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}
+        ],
+    }
+    async with raw_json_server(whole) as url:
+        client = OpenAICompatible(url, api_key="sk-test", model="m")
+        try:
+            stream = await client.astream(request(True), context())
+            answer = await stream.completion()
+        finally:
+            await client.aclose()
+    assert answer.content == "Hi" and stream.ended_cleanly
+
+
+async def test_an_error_body_with_status_200_on_a_stream_is_a_typed_error() -> None:
+    error = {"error": {"message": "quota gone", "code": "insufficient_quota"}}
+    async with raw_json_server(error) as url:
+        client = OpenAICompatible(url, api_key="sk-test", model="m")
+        try:
+            with pytest.raises(QuotaExceededError, match="quota gone"):
+                await client.astream(request(True), context())
+        finally:
+            await client.aclose()

@@ -109,6 +109,9 @@ class OpenAICompatible:
             raise
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._transport_error(exc, timeout) from exc
+        return self._completion(raw)
+
+    def _completion(self, raw: bytes) -> ChatCompletion:
         try:
             return ChatCompletion.model_validate_json(raw)
         except ValidationError as exc:
@@ -130,12 +133,20 @@ class OpenAICompatible:
                         total=None, sock_connect=self.connect_timeout, sock_read=self.timeout
                     ),
                 )
-                if response.status >= 400:
+                if response.status >= 400 or response.content_type == "application/json":
                     try:
                         raw = await response.read()
                     finally:
                         response.release()
-                    raise self._http_error(response.status, raw, response.headers)
+                    if response.status >= 400:
+                        raise self._http_error(response.status, raw, response.headers)
+                    # A server that ignores stream=true answers whole: serve it as a stream.
+                    options = request.stream_options
+                    return ChatStream.from_completion(
+                        self._completion(raw),
+                        include_usage=bool(options and options.include_usage),
+                        target=self.name,
+                    )
                 chunks = self._chunks(response)
                 first = await anext(chunks, None)
         except RelayError:
