@@ -204,6 +204,8 @@ class AllTargetsFailedError(ExceptionGroup[RelayError], RelayError):  # type: ig
     """
 
     attempts: tuple[Attempt, ...]
+    latest: tuple[Attempt, ...] | None
+    exhausted: bool
 
     def __new__(
         cls,
@@ -225,6 +227,8 @@ class AllTargetsFailedError(ExceptionGroup[RelayError], RelayError):  # type: ig
         # nothing about now), nothing is retryable once every target failed for good
         # (``exhausted``), and the pushback honoured is the shortest among retryable errors
         # (an open circuit's remaining time is no reason to wait: that target is skipped).
+        self.latest = None if latest is None else tuple(latest)
+        self.exhausted = exhausted
         recent = [a.error for a in (attempts if latest is None else latest)]
         waits = [e.retry_after for e in recent if e.retryable and e.retry_after is not None]
         self.retry_after = min(waits) if waits else None
@@ -247,4 +251,7 @@ class AllTargetsFailedError(ExceptionGroup[RelayError], RelayError):  # type: ig
 
     def derive(self, excs: Sequence[RelayError]) -> ExceptionGroup[RelayError]:  # type: ignore[override]
         kept = [a for a in self.attempts if a.error in excs]
-        return AllTargetsFailedError(kept) if kept else ExceptionGroup(self.message, list(excs))
+        if not kept:
+            return ExceptionGroup(self.message, list(excs))
+        latest = None if self.latest is None else [a for a in self.latest if a in kept]
+        return AllTargetsFailedError(kept, latest=latest, exhausted=self.exhausted)

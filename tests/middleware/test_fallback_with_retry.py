@@ -115,3 +115,18 @@ def test_all_targets_failed_survives_copy_with_its_retry_facts() -> None:
     clone = copy.copy(error)
     assert isinstance(clone, AllTargetsFailedError)
     assert (clone.retryable, clone.retry_after, len(clone.attempts)) == (False, 2.0, 1)
+
+
+def test_splitting_an_exhausted_group_keeps_it_not_retryable() -> None:
+    from relaykit.errors import Attempt
+
+    error = AllTargetsFailedError(
+        [
+            Attempt("a", ProviderError("answered 503", status=503), 0.1),
+            Attempt("b", QuotaExceededError("quota"), 0.1),
+        ],
+        exhausted=True,
+    )
+    matched, rest = error.split(ProviderError)
+    assert isinstance(matched, AllTargetsFailedError) and matched.retryable is False
+    assert rest is not None and len(rest.exceptions) == 1
