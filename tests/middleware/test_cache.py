@@ -21,7 +21,7 @@ from relaykit.errors import CacheMissError
 from relaykit.events import CacheHit, CacheMiss, Event
 from relaykit.middleware.cache import Cache
 from relaykit.middleware.retry import Retry
-from relaykit.stores.cache import MemoryCacheStore
+from relaykit.stores.cache import FrozenCompletion, MemoryCacheStore
 from relaykit.testing import FakeProvider, Reply
 from relaykit.testing.clock import FakeClock
 from relaykit.types import ChatCompletion, ChatRequest
@@ -150,19 +150,21 @@ async def test_store_hands_out_answers_that_share_nothing_mutable() -> None:
         }
     )
     store = MemoryCacheStore()
-    await store.set("k", original, now=0.0, ttl_s=10)
+    await store.set("k", FrozenCompletion.of(original), now=0.0, ttl_s=10)
     original.choices[0].message.content = "changed after set"
-    first = await store.get("k", now=1.0)
-    assert first is not None and first.age_s == 1.0
-    assert first.completion.content is None  # what was stored, not the later change
-    first.completion.choices[0].message.tool_calls[0].function.name = "g"  # type: ignore[index]
-    first.completion.choices[0].provider_extra["nested"].append(3)  # type: ignore[attr-defined]
-    first.completion.usage.total_tokens = 99  # type: ignore[union-attr]
-    second = await store.get("k", now=2.0)
-    assert second is not None
-    assert second.completion.choices[0].message.tool_calls[0].function.name == "f"  # type: ignore[index]
-    assert second.completion.choices[0].provider_extra == {"nested": [1, 2]}  # type: ignore[attr-defined]
-    assert second.completion.usage.total_tokens == 3  # type: ignore[union-attr]
+    cached = await store.get("k", now=1.0)
+    assert cached is not None and cached.age_s == 1.0
+    first = cached.entry.thaw()
+    assert first.content is None  # what was stored, not the later change
+    first.choices[0].message.tool_calls[0].function.name = "g"  # type: ignore[index]
+    first.choices[0].provider_extra["nested"].append(3)  # type: ignore[attr-defined]
+    first.usage.total_tokens = 99  # type: ignore[union-attr]
+    again = await store.get("k", now=2.0)
+    assert again is not None
+    second = again.entry.thaw()
+    assert second.choices[0].message.tool_calls[0].function.name == "f"  # type: ignore[index]
+    assert second.choices[0].provider_extra == {"nested": [1, 2]}  # type: ignore[attr-defined]
+    assert second.usage.total_tokens == 3  # type: ignore[union-attr]
 
 
 # --- tenants and keys -----------------------------------------------------------------------

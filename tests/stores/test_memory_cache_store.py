@@ -48,12 +48,13 @@ def test_each_thaw_gets_its_own_copy_of_a_private_value() -> None:
 
 async def test_store_hits_do_not_share_a_private_value() -> None:
     store = MemoryCacheStore()
-    await store.set("k", carrying([1, 2]), now=0.0, ttl_s=10)
+    await store.set("k", FrozenCompletion.of(carrying([1, 2])), now=0.0, ttl_s=10)
     first = await store.get("k", now=1.0)
     second = await store.get("k", now=1.0)
     assert first is not None and second is not None
-    first.completion._value.append(3)  # type: ignore[attr-defined]
-    assert second.completion._value == [1, 2]  # type: ignore[attr-defined]
+    first_answer, second_answer = first.entry.thaw(), second.entry.thaw()
+    first_answer._value.append(3)  # type: ignore[attr-defined]
+    assert second_answer._value == [1, 2]  # type: ignore[attr-defined]
 
 
 def test_a_thawed_answer_says_it_is_cached_and_which_target_gave_it() -> None:

@@ -170,7 +170,7 @@ class Cache:
         ):
             if CacheHit in ctx.observed:
                 ctx.emit(CacheHit(key, cached.age_s))
-            return cached.completion  # the store's copy: the caller may mutate it
+            return cached.entry.thaw()  # a fresh copy: the caller may mutate it
         if mode == "only":
             if CacheMiss in ctx.observed:
                 ctx.emit(CacheMiss(key))
@@ -231,12 +231,14 @@ class Cache:
         _remember_target(result, ctx.target)
         # The caller owns ``result`` and may mutate it once we return: followers get a snapshot
         # taken now, and the store keeps its own (the CacheStore contract).
-        shared = FrozenCompletion.of(result) if flight is not None else None
-        if ttl_s > 0 and _complete(result):
+        whole = _complete(result)
+        # One frozen copy serves the followers and the store.
+        shared = FrozenCompletion.of(result) if flight is not None or whole else None
+        if ttl_s > 0 and whole and shared is not None:
             if flight is not None and not flight.done():
                 flight.set_result(shared)  # followers go on while the write happens
             try:
-                await self.store.set(key, result, ctx.clock.now(), ttl_s)
+                await self.store.set(key, shared, ctx.clock.now(), ttl_s)
             except Exception:
                 # The answer is in hand; a failed write costs a later miss, not this call.
                 _log.exception("relaykit cache store %r failed to store an answer", self.store)
@@ -261,25 +263,21 @@ class Cache:
         Until the write is done the answer waits in a landed flight, so a call made right after
         the stream ended is a hit even before the store has it.
         """
+        entry = FrozenCompletion.of(completion)
         flight: _Flight | None = None
         with contextlib.suppress(RuntimeError):  # no running loop: nothing can be waiting
             if key not in self._flights:
                 flight = asyncio.get_running_loop().create_future()
-                flight.set_result(FrozenCompletion.of(completion))
+                flight.set_result(entry)
                 self._flights[key] = flight
-        if self._writes.spawn(self._write(key, flight, completion, now, ttl_s)) is None:
+        if self._writes.spawn(self._write(key, flight, entry, now, ttl_s)) is None:
             self._land(key, flight, None)  # no loop to write on (shutting down): nothing stored
 
     async def _write(
-        self,
-        key: str,
-        flight: _Flight | None,
-        completion: ChatCompletion,
-        now: float,
-        ttl_s: float,
+        self, key: str, flight: _Flight | None, entry: FrozenCompletion, now: float, ttl_s: float
     ) -> None:
         try:
-            await self.store.set(key, completion, now, ttl_s)
+            await self.store.set(key, entry, now, ttl_s)
         except Exception:
             _log.exception("relaykit cache store %r failed to store an answer", self.store)
         finally:
@@ -326,8 +324,11 @@ class _StreamLanding:
 
 def _remember_target(completion: ChatCompletion, target: str | None) -> None:
     """Note which target gave the answer, so a later hit can say so (``relay.target``)."""
-    if completion._relay is None:
+    private = completion.__pydantic_private__  # direct: a private attribute costs a __getattr__
+    if private is None:
         completion._relay = RelayInfo(target, 0)
+    elif private.get("_relay") is None:
+        private["_relay"] = RelayInfo(target, 0)
 
 
 def _complete(completion: ChatCompletion) -> bool:

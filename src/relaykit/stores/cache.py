@@ -82,9 +82,9 @@ def _own(private: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class CachedCompletion:
-    """A cache entry as ``get`` returns it: the answer (owned by the caller) and its age."""
+    """A cache entry as ``get`` returns it: the frozen answer and its age."""
 
-    completion: ChatCompletion
+    entry: FrozenCompletion
     age_s: float
 
 
@@ -98,16 +98,14 @@ class CacheStore(Protocol):
     """
 
     async def get(self, key: str, now: float) -> CachedCompletion | None:
-        """The live entry under ``key``, or None when there is none or it has expired.
-
-        The completion is the caller's: no other caller and not the store hold it.
-        """
+        """The live entry under ``key``, or None when there is none or it has expired."""
         ...
 
-    async def set(self, key: str, completion: ChatCompletion, now: float, ttl_s: float) -> None:
-        """Store ``completion`` under ``key`` for ``ttl_s`` seconds, replacing any entry.
+    async def set(self, key: str, entry: FrozenCompletion, now: float, ttl_s: float) -> None:
+        """Store ``entry`` under ``key`` for ``ttl_s`` seconds, replacing any entry.
 
-        The store keeps nothing that changes when the caller later mutates ``completion``.
+        Entries are frozen (JSON bytes and a few names): a shared store writes ``entry.data``
+        as it is, and nobody can change an entry once stored.
         """
         ...
 
@@ -145,17 +143,17 @@ class MemoryCacheStore:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        completion, stored_at, expires_at = entry
+        frozen, stored_at, expires_at = entry
         if now >= expires_at:
             del self._entries[key]
             return None
-        return CachedCompletion(completion.thaw(), now - stored_at)
+        return CachedCompletion(frozen, now - stored_at)
 
-    async def set(self, key: str, completion: ChatCompletion, now: float, ttl_s: float) -> None:
+    async def set(self, key: str, entry: FrozenCompletion, now: float, ttl_s: float) -> None:
         if ttl_s <= 0:
             self._entries.pop(key, None)
             return
-        self._entries[key] = (FrozenCompletion.of(completion), now, now + ttl_s)
+        self._entries[key] = (entry, now, now + ttl_s)
 
     async def delete(self, key: str) -> None:
         self._entries.pop(key, None)
