@@ -349,3 +349,29 @@ def test_tool_call_deltas_without_index_and_stream_only_fields_still_assemble() 
     calls = completion.choices[0].message.tool_calls
     assert calls is not None and calls[0].function.arguments == '{"a": 1}'
     assert "obfuscation" not in completion.model_dump()
+
+
+def test_parallel_tool_calls_without_index_are_told_apart_by_id() -> None:
+    from relaykit.assembler import StreamAssembler
+    from relaykit.types import ChatCompletionChunk
+
+    head = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+
+    def chunk(call: dict[str, object]) -> ChatCompletionChunk:
+        return ChatCompletionChunk.model_validate(
+            {**head, "choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}
+        )
+
+    assembler = StreamAssembler()
+    for delta in (
+        {"id": "a", "type": "function", "function": {"name": "f", "arguments": "{"}},
+        {"function": {"arguments": "}"}},
+        {"id": "b", "type": "function", "function": {"name": "g", "arguments": "[]"}},
+    ):
+        assembler.add(chunk(delta))
+    calls = assembler.completion().choices[0].message.tool_calls
+    assert calls is not None
+    assert [(c.id, c.function.name, c.function.arguments) for c in calls] == [
+        ("a", "f", "{}"),
+        ("b", "g", "[]"),
+    ]

@@ -54,8 +54,8 @@ class _ChoiceState:
                 self.text.setdefault(name, []).append(value)
             else:
                 self.extras[name] = value
-        for position, call in enumerate(delta.tool_calls or ()):
-            index = position if call.index is None else call.index
+        for call in delta.tool_calls or ():
+            index = call.index if call.index is not None else self._unindexed(call.id)
             state = self.tool_calls.setdefault(
                 index, {"id": None, "type": "function", "name": "", "arguments": []}
             )
@@ -82,6 +82,18 @@ class _ChoiceState:
                     self.logprobs.setdefault(kind, []).extend(
                         e.model_dump(exclude_none=True) for e in entries
                     )
+
+    def _unindexed(self, call_id: str | None) -> int:
+        """Where a tool-call delta without ``index`` belongs (some servers leave it out).
+
+        A new id starts a new call; a delta without an id continues the latest call.
+        """
+        for index, state in self.tool_calls.items():
+            if call_id is not None and state["id"] == call_id:
+                return index
+        if call_id is not None or not self.tool_calls:
+            return len(self.tool_calls)
+        return max(self.tool_calls)
 
     def to_dict(self) -> dict[str, Any]:
         message: dict[str, Any] = {"role": self.role or "assistant"}
