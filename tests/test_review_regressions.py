@@ -72,9 +72,7 @@ async def test_resilient_cache_followers_get_the_functions_exception_too() -> No
         await asyncio.sleep(0)
         raise ValueError(f"cannot answer {question}")
 
-    results = await asyncio.gather(
-        broken("q"), broken("q"), broken("q"), return_exceptions=True
-    )
+    results = await asyncio.gather(broken("q"), broken("q"), broken("q"), return_exceptions=True)
     assert [type(r) for r in results] == [ValueError, ValueError, ValueError]
     assert len({id(r) for r in results}) == 3  # nobody shares one exception object
 
@@ -129,3 +127,82 @@ async def test_a_continuation_that_breaks_too_names_the_target_that_broke() -> N
         await stream.completion()
     assert caught.value.target == "B"
     assert caught.value.partial.content == "one two "
+
+
+def test_network_failures_from_http_libraries_stay_retryable_transport_errors() -> None:
+    import socket
+
+    import aiohttp
+
+    from relaykit import ProviderConnectionError
+
+    for exc in (
+        aiohttp.ClientOSError(104, "Connection reset by peer"),
+        socket.gaierror(-2, "Name or service not known"),
+        OSError(101, "Network is unreachable"),
+    ):
+        error = classify_exception(exc)
+        assert isinstance(error, ProviderConnectionError) and error.retryable, exc
+    assert classify_exception(PermissionError("settings.json")) is None
+
+
+async def test_a_cache_follower_gets_the_functions_own_exception_with_its_cause() -> None:
+    class QuotaBug(Exception):
+        def __init__(self, user: str, limit: int) -> None:
+            super().__init__(f"{user} over {limit}")
+
+    @resilient(cache=Cache())
+    async def broken(question: str) -> str:
+        await asyncio.sleep(0)
+        try:
+            raise KeyError("limit")
+        except KeyError as exc:
+            raise QuotaBug("ada", 3) from exc
+
+    results = await asyncio.gather(broken("q"), broken("q"), return_exceptions=True)
+    assert [type(r) for r in results] == [QuotaBug, QuotaBug]
+    assert all(isinstance(r.__cause__, KeyError) for r in results)
+
+
+def test_text_options_stay_text_in_config_files() -> None:
+    relay = Relay.from_config(
+        {
+            "targets": [{"name": "a", "base_url": "http://127.0.0.1:1/v1"}],
+            "middleware": [{"cache": {"namespace": "2024"}}],
+        }
+    )
+    assert relay.middleware[0].namespace == "2024"  # type: ignore[attr-defined]
+
+
+def test_several_unindexed_tool_calls_in_one_delta_stay_apart() -> None:
+    from relaykit.assembler import StreamAssembler
+    from relaykit.types import ChatCompletionChunk
+
+    chunk = ChatCompletionChunk.model_validate(
+        {
+            "id": "c",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "tool_calls": [
+                            {"id": "", "function": {"name": "f", "arguments": "{}"}},
+                            {"id": "", "function": {"name": "g", "arguments": "[]"}},
+                        ]
+                    },
+                    "finish_reason": "tool_calls",
+                }
+            ],
+        }
+    )
+    assembler = StreamAssembler()
+    assembler.add(chunk)
+    calls = assembler.completion().choices[0].message.tool_calls
+    assert calls is not None and [c.function.name for c in calls] == ["f", "g"]
+
+
+def test_an_extra_field_named_like_the_body_memo_cannot_replace_the_body() -> None:
+    from relaykit._validation import validate_request
+
+    request = validate_request({"messages": HI}, {"_wire": {"oops": 1}}, stream=False)
+    assert request.body()["messages"] == HI

@@ -54,12 +54,18 @@ class _ChoiceState:
                 self.text.setdefault(name, []).append(value)
             else:
                 self.extras[name] = value
-        for call in delta.tool_calls or ():
-            index = call.index if call.index is not None else self._unindexed(call.id)
+        calls = delta.tool_calls or ()
+        for position, call in enumerate(calls):
+            if call.index is not None:
+                index = call.index
+            elif len(calls) > 1:  # several calls in one delta: their order is their index
+                index = position
+            else:
+                index = self._unindexed(call.id or None)
             state = self.tool_calls.setdefault(
                 index, {"id": None, "type": "function", "name": "", "arguments": []}
             )
-            if call.id is not None:
+            if call.id:
                 state["id"] = call.id
             if call.type is not None:
                 state["type"] = call.type
@@ -106,7 +112,7 @@ class _ChoiceState:
         if self.tool_calls:
             message["tool_calls"] = [
                 {
-                    "id": call["id"],
+                    "id": call["id"] or "",  # a server that never sent one still assembles
                     "type": call["type"],
                     "function": {"name": call["name"], "arguments": "".join(call["arguments"])},
                 }

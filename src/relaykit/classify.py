@@ -189,12 +189,28 @@ def classify_exception(exc: BaseException) -> RelayError | None:
         return error
     if "Timeout" in name or isinstance(exc, TimeoutError):
         return ProviderTimeout(f"timed out: {name}: {exc}")
-    # ConnectionError, not OSError: a missing file in the caller's own code is no provider fault.
-    if "Connect" in name or "Connection" in name or isinstance(exc, ConnectionError):
+    if (
+        "Connect" in name
+        or "Connection" in name
+        or (isinstance(exc, OSError) and not isinstance(exc, _LOCAL_OS_ERRORS))
+        or type(exc).__module__.split(".")[0] in _HTTP_LIBRARIES
+    ):
         return ProviderConnectionError(f"could not be reached: {name}: {exc}")
     if "JSONDecode" in name or "Decoding" in name:  # a body the SDK could not parse
         return BadResponseError(f"sent an answer that could not be read: {name}: {exc}")
     return None
+
+
+# OSErrors that come from the caller's own files, not from the network.
+_LOCAL_OS_ERRORS = (
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+# Any other exception these raise is a transport failure (resets, TLS, DNS, proxies).
+_HTTP_LIBRARIES = frozenset({"aiohttp", "httpx", "httpcore", "requests", "urllib3"})
 
 
 def _status_of(exc: BaseException) -> int | None:

@@ -215,7 +215,11 @@ def _middleware(entries: Sequence[MiddlewareEntry], where: str) -> list[Middlewa
         named = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         allowed = [p.name for p in parameters if p.kind in named]
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
-        options = {k: _scalar(v) if isinstance(v, str) else v for k, v in options.items()}
+        textual = {p.name for p in parameters if "str" in str(p.annotation)}
+        options = {
+            k: _scalar(v) if isinstance(v, str) and k not in textual else v
+            for k, v in options.items()
+        }
         for option, value in options.items():
             if option not in allowed and not takes_any:
                 raise ConfigError(

@@ -243,7 +243,15 @@ def _own_exception(error: BaseException) -> BaseException:
     while isinstance(error, RelayError) and error.__cause__ is not None:
         follower = follower or isinstance(error.__cause__, RelayError)
         error = error.__cause__
-    return copy.copy(error) if follower else error
+    if not follower:
+        return error
+    try:
+        twin = copy.copy(error)
+    except Exception:  # an exception class copy cannot rebuild: share the original
+        return error
+    twin.__cause__, twin.__context__ = error.__cause__, error.__context__
+    twin.__suppress_context__ = error.__suppress_context__
+    return twin.with_traceback(error.__traceback__)
 
 
 def _backend(

@@ -236,7 +236,10 @@ class ChatRequest(_Wire):
         Computed once per request, however many attempts use it; callers must not mutate it.
         """
         try:
-            return self._wire
+            # Straight to the slot: plain attribute access would fall back to pydantic's
+            # __getattr__, which could return an extra field that happens to share the name.
+            wire: dict[str, Any] = object.__getattribute__(self, "_wire")
+            return wire
         except AttributeError:
             body = self.model_dump(exclude_none=True, by_alias=True)
             object.__setattr__(self, "_wire", body)

@@ -746,3 +746,61 @@ async def test_an_error_body_with_status_200_on_a_stream_is_a_typed_error() -> N
                 await client.astream(request(True), context())
         finally:
             await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def mislabelled_server(body: bytes, content_type: str) -> AsyncIterator[str]:
+    """A server whose Content-Type says the opposite of what its body is."""
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}/v1"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (
+            sse_chunk({"role": "assistant", "content": "Hi"}, "stop")
+            + b"\n\n"
+            + b"data: [DONE]\n\n",
+            "application/json",
+        ),
+        (
+            json.dumps(
+                {
+                    "id": "c",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "Hi"},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                }
+            ).encode(),
+            "text/event-stream",
+        ),
+    ],
+    ids=["sse-labelled-json", "json-labelled-sse"],
+)
+async def test_a_mislabelled_body_is_read_for_what_it_is(body: bytes, content_type: str) -> None:
+    async with mislabelled_server(body, content_type) as url:
+        client = OpenAICompatible(url, api_key="sk-test", model="m")
+        try:
+            stream = await client.astream(request(True), context())
+            answer = await stream.completion()
+        finally:
+            await client.aclose()
+    assert answer.content == "Hi"

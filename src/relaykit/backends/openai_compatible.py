@@ -133,21 +133,31 @@ class OpenAICompatible:
                         total=None, sock_connect=self.connect_timeout, sock_read=self.timeout
                     ),
                 )
-                if response.status >= 400 or response.content_type == "application/json":
+                if response.status >= 400:
                     try:
                         raw = await response.read()
                     finally:
                         response.release()
-                    if response.status >= 400:
-                        raise self._http_error(response.status, raw, response.headers)
-                    # A server that ignores stream=true answers whole: serve it as a stream.
+                    raise self._http_error(response.status, raw, response.headers)
+                # The body decides, not the header (some servers mislabel either way): JSON
+                # means the server ignored stream=true and answered whole, served as a stream.
+                try:
+                    head = await response.content.readany()
+                except BaseException:
+                    response.release()
+                    raise
+                if head.lstrip()[:1] == b"{":
+                    try:
+                        raw = head + await response.read()
+                    finally:
+                        response.release()
                     options = request.stream_options
                     return ChatStream.from_completion(
                         self._completion(raw),
                         include_usage=bool(options and options.include_usage),
                         target=self.name,
                     )
-                chunks = self._chunks(response)
+                chunks = self._chunks(response, head)
                 first = await anext(chunks, None)
         except RelayError:
             raise
@@ -161,11 +171,13 @@ class OpenAICompatible:
             )
         return ChatStream(first, chunks, target=self.name)
 
-    async def _chunks(self, response: aiohttp.ClientResponse) -> AsyncIterator[ChatCompletionChunk]:
+    async def _chunks(
+        self, response: aiohttp.ClientResponse, head: bytes
+    ) -> AsyncIterator[ChatCompletionChunk]:
         decoder = SSEDecoder()
         finished = False
         try:
-            async for data in response.content.iter_any():
+            async for data in _prepend(head, response.content.iter_any()):
                 for event in decoder.feed(data):
                     if event.data == "[DONE]":
                         return
@@ -319,3 +331,11 @@ def _abandon(session: aiohttp.ClientSession) -> None:
 def _finishes(chunk: ChatCompletionChunk) -> bool:
     """Whether ``chunk`` ends the answer: a stream that had one is complete without [DONE]."""
     return any(choice.finish_reason for choice in chunk.choices)
+
+
+async def _prepend(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The bytes already read to decide what the body is, then the rest of it."""
+    if head:
+        yield head
+    async for data in rest:
+        yield data

@@ -270,18 +270,18 @@ class Cache:
                 flight = asyncio.get_running_loop().create_future()
                 flight.set_result(entry)
                 self._flights[key] = flight
-        if self._writes.spawn(self._write(key, flight, entry, now, ttl_s)) is None:
+        task = self._writes.spawn(self._write(key, entry, now, ttl_s))
+        if task is None:
             self._land(key, flight, None)  # no loop to write on (shutting down): nothing stored
+        else:
+            # Landed however the write ends, even cancelled before it ever ran.
+            task.add_done_callback(lambda _: self._land(key, flight, None))
 
-    async def _write(
-        self, key: str, flight: _Flight | None, entry: FrozenCompletion, now: float, ttl_s: float
-    ) -> None:
+    async def _write(self, key: str, entry: FrozenCompletion, now: float, ttl_s: float) -> None:
         try:
             await self.store.set(key, entry, now, ttl_s)
         except Exception:
             _log.exception("relaykit cache store %r failed to store an answer", self.store)
-        finally:
-            self._land(key, flight, None)
 
     async def aclose(self) -> None:
         """Finish the writes of answers from streams that just ended.

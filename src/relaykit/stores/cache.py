@@ -1,18 +1,19 @@
 """Cache stores: where cached answers live, the ``CacheStore`` protocol and ``MemoryCacheStore``.
 
 A store maps a key (built by the ``Cache`` middleware; it already carries namespace and tenant)
-to one ``ChatCompletion`` with a time to live of its own. Like the other stores, methods receive
-``now`` (``ctx.clock.now()``) and answer in durations (``age_s``), never in absolute times: a
-shared store (Redis) should measure on its own clock instead — ``SET key value PX ttl`` and an
-age from the remaining ``PTTL`` — since monotonic clocks of two processes do not agree.
+to one frozen answer (``FrozenCompletion``) with a time to live of its own. Like the other
+stores, methods receive ``now`` (``ctx.clock.now()``) and answer in durations (``age_s``), never
+in absolute times: a shared store (Redis) should measure on its own clock instead — ``SET key
+value PX ttl`` and an age from the remaining ``PTTL`` — since monotonic clocks of two processes
+do not agree.
 
-Callers may mutate what they get, so a store never hands out an object it keeps: ``get``
-returns a completion nobody else holds and ``set`` keeps nothing the caller could change later.
-The memory store keeps each answer frozen as JSON bytes (``FrozenCompletion``: serializing is
-cheaper than a deep copy, and parsing back with pydantic-core is too), plus the answer's class
-and a deep copy of its private attributes, so a subclass carrying a value of its own survives
-and each hit gets its own copy of that value. A shared store serializes the same way, behind a
-format version, so entries written by another relaykit version read as misses, not as garbage.
+Entries are frozen so that nobody can change a stored answer: the JSON bytes of the fields the
+provider set (serializing is cheaper than a deep copy, and parsing back with pydantic-core is
+too), the answer's class, the target that gave it, and a deep copy of any other private
+attribute, so a subclass carrying a value of its own survives and each hit gets its own copy
+of that value. ``thaw()`` gives every caller a fresh ChatCompletion. A shared store writes
+``entry.data`` behind a format version, so entries written by another relaykit version read as
+misses, not as garbage.
 """
 
 from __future__ import annotations
