@@ -576,3 +576,41 @@ async def test_a_hit_names_the_target_that_first_gave_the_answer(relay_with: Any
     assert (again.relay.target, again.relay.cached) == (first.relay.target, True)
     assert (streamed_info.target, streamed_info.cached) == (first.relay.target, True)
     assert text == first.content
+
+
+async def test_a_refresh_racing_a_slow_earlier_write_leaves_the_newest_answer(
+    clock: FakeClock,
+) -> None:
+    class SlowFirstWrite(MemoryCacheStore):
+        """A shared store whose first write is slow, as a Redis round trip under load."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate = asyncio.Event()
+            self.writes = 0
+
+        async def set(self, key: str, entry: FrozenCompletion, now: float, ttl_s: float) -> None:
+            self.writes += 1
+            if self.writes == 1:
+                await self.gate.wait()
+            await super().set(key, entry, now, ttl_s)
+
+    answers = iter(["answer 1", "answer 2"])
+
+    def model(request: ChatRequest) -> Any:
+        text = next(answers)
+        return iter([text]) if request.stream else text
+
+    store = SlowFirstWrite()
+    cache = Cache(store=store)
+    relay = Relay(targets=[FunctionBackend(model)], middleware=[cache], clock=clock)
+    text, _ = await streamed_text(relay, messages=HI)  # its write waits on the slow store
+    await asyncio.sleep(0)
+    refreshed = await relay.acomplete(messages=HI, cache="refresh")
+    right_after = await relay.acomplete(messages=HI)
+    store.gate.set()
+    await cache.aclose()
+    settled = await relay.acomplete(messages=HI)
+    assert (text, refreshed.content) == ("answer 1", "answer 2")
+    assert right_after.content == settled.content == "answer 2"
+    await relay.aclose()

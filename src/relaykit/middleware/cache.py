@@ -34,7 +34,6 @@ the stream's answer is stored once it ends cleanly).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import json
 import logging
@@ -132,6 +131,9 @@ class Cache:
         self._prefix = f"{len(namespace)}:{namespace}"
         self._flights: dict[str, _Flight] = {}
         self._writes = BackgroundTasks()
+        # The write of each key still in progress: a later write waits for it, so the newest
+        # answer is the one that stays (a refresh racing a stream's late write).
+        self._writing: dict[str, asyncio.Task[None]] = {}
 
     def __repr__(self) -> str:
         return f"Cache(ttl_s={self.ttl_s:g}, store={self.store!r}, namespace={self.namespace!r})"
@@ -237,6 +239,13 @@ class Cache:
         if ttl_s > 0 and whole and shared is not None:
             if flight is not None and not flight.done():
                 flight.set_result(shared)  # followers go on while the write happens
+            if key in self._writing:
+                # An earlier answer's write is still on its way: write after it, in the
+                # background, so the newest answer is the one that stays.
+                self._land(key, flight, shared)
+                landed = self._landed(key, shared)
+                self._write_after(key, shared, ctx.clock.now(), ttl_s, flight=landed)
+                return result
             try:
                 await self.store.set(key, shared, ctx.clock.now(), ttl_s)
             except Exception:
@@ -264,21 +273,53 @@ class Cache:
         the stream ended is a hit even before the store has it.
         """
         entry = FrozenCompletion.of(completion)
-        flight: _Flight | None = None
-        with contextlib.suppress(RuntimeError):  # no running loop: nothing can be waiting
-            if key not in self._flights:
-                flight = asyncio.get_running_loop().create_future()
-                flight.set_result(entry)
-                self._flights[key] = flight
-        task = self._writes.spawn(self._write(key, entry, now, ttl_s))
+        self._write_after(key, entry, now, ttl_s, flight=self._landed(key, entry))
+
+    def _landed(self, key: str, entry: FrozenCompletion) -> _Flight | None:
+        """A flight that already holds ``entry``, answering identical calls until it is stored.
+
+        It replaces an earlier landed flight (the newest answer wins) but never a live leader's.
+        """
+        current = self._flights.get(key)
+        if current is not None and not current.done():
+            return None
+        try:
+            flight: _Flight = asyncio.get_running_loop().create_future()
+        except RuntimeError:  # no running loop: nothing can be waiting
+            return None
+        flight.set_result(entry)
+        self._flights[key] = flight
+        return flight
+
+    def _write_after(
+        self, key: str, entry: FrozenCompletion, now: float, ttl_s: float, *, flight: _Flight | None
+    ) -> None:
+        """Write ``entry`` in the background, after any write of the same key still running;
+        then land ``flight``, however the write ends (even cancelled before it ever ran)."""
+        task = self._writes.spawn(self._write(key, entry, now, ttl_s, self._writing.get(key)))
         if task is None:
             self._land(key, flight, None)  # no loop to write on (shutting down): nothing stored
-        else:
-            # Landed however the write ends, even cancelled before it ever ran.
-            task.add_done_callback(lambda _: self._land(key, flight, None))
+            return
+        self._writing[key] = task
 
-    async def _write(self, key: str, entry: FrozenCompletion, now: float, ttl_s: float) -> None:
+        def written(_: asyncio.Task[None]) -> None:
+            if self._writing.get(key) is task:
+                del self._writing[key]
+            self._land(key, flight, None)
+
+        task.add_done_callback(written)
+
+    async def _write(
+        self,
+        key: str,
+        entry: FrozenCompletion,
+        now: float,
+        ttl_s: float,
+        earlier: asyncio.Task[None] | None,
+    ) -> None:
         try:
+            if earlier is not None:
+                await asyncio.wait((earlier,))  # never raises the earlier write's fate
             await self.store.set(key, entry, now, ttl_s)
         except Exception:
             _log.exception("relaykit cache store %r failed to store an answer", self.store)
