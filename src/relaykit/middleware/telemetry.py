@@ -15,10 +15,9 @@ Needs the ``otel`` extra: ``pip install relaykit[otel]``.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,6 +33,12 @@ from relaykit.events import (
     FallingBack,
     RateLimited,
     Retrying,
+)
+from relaykit.middleware._genai import (
+    input_messages,
+    output_messages,
+    request_attributes,
+    response_attributes,
 )
 from relaykit.pipeline import CallContext, Handler, Response
 from relaykit.stream import ChatStream
@@ -132,7 +137,7 @@ class OpenTelemetry:
         span = self._tracer.start_span(
             f"chat {request.model}" if request.model else "chat",
             kind=self._client,
-            attributes=_request_attributes(request),
+            attributes=request_attributes(request),
         )
         parent = self._in_context(span)
         call = _CallTrace(self, span, parent)
@@ -167,9 +172,9 @@ class OpenTelemetry:
     def _succeeded(
         self, call: _CallTrace, ctx: CallContext, request: ChatRequest, completion: ChatCompletion
     ) -> None:
-        response = _response_attributes(completion)
+        response = response_attributes(completion)
         if self.capture_content:
-            response["gen_ai.output.messages"] = _output_messages(completion)
+            response["gen_ai.output.messages"] = output_messages(completion)
         answered = self._answering_attempt(call, ctx.target)
         for number, attempt in list(call.attempts.items()):
             if attempt is answered:
@@ -208,7 +213,7 @@ class OpenTelemetry:
         if ctx.tenant is not None:
             attributes["relaykit.tenant"] = ctx.tenant
         if self.capture_content:
-            attributes["gen_ai.input.messages"] = _input_messages(request)
+            attributes["gen_ai.input.messages"] = input_messages(request)
         return attributes
 
     # --- attempt spans, from events ------------------------------------------------------------
@@ -321,103 +326,3 @@ class OpenTelemetry:
 
 def _error_type(error: BaseException) -> str:
     return type(error).__name__
-
-
-def _request_attributes(request: ChatRequest) -> dict[str, Any]:
-    attributes: dict[str, Any] = {"gen_ai.operation.name": "chat"}
-    if request.model is not None:
-        attributes["gen_ai.request.model"] = request.model
-    if request.temperature is not None:
-        attributes["gen_ai.request.temperature"] = request.temperature
-    if request.top_p is not None:
-        attributes["gen_ai.request.top_p"] = request.top_p
-    max_tokens = request.max_tokens or request.max_completion_tokens
-    if max_tokens is not None:
-        attributes["gen_ai.request.max_tokens"] = max_tokens
-    if request.seed is not None:
-        attributes["gen_ai.request.seed"] = request.seed
-    if request.stop is not None:
-        attributes["gen_ai.request.stop_sequences"] = (
-            [request.stop] if isinstance(request.stop, str) else list(request.stop)
-        )
-    if request.frequency_penalty is not None:
-        attributes["gen_ai.request.frequency_penalty"] = request.frequency_penalty
-    if request.presence_penalty is not None:
-        attributes["gen_ai.request.presence_penalty"] = request.presence_penalty
-    if request.n is not None and request.n != 1:
-        attributes["gen_ai.request.choice.count"] = request.n
-    attributes["relaykit.stream"] = bool(request.stream)
-    return attributes
-
-
-def _response_attributes(completion: ChatCompletion) -> dict[str, Any]:
-    attributes: dict[str, Any] = {"gen_ai.response.id": completion.id}
-    if completion.model is not None:
-        attributes["gen_ai.response.model"] = completion.model
-    reasons = [choice.finish_reason for choice in completion.choices if choice.finish_reason]
-    if reasons:
-        attributes["gen_ai.response.finish_reasons"] = reasons
-    usage = completion.usage
-    if usage is not None:
-        attributes["gen_ai.usage.input_tokens"] = usage.prompt_tokens
-        attributes["gen_ai.usage.output_tokens"] = usage.completion_tokens
-    return attributes
-
-
-def _input_messages(request: ChatRequest) -> str:
-    """The request's messages as the GenAI conventions' JSON (role + parts)."""
-    messages = []
-    for message in request.messages:
-        dumped = message.model_dump(mode="json", exclude_none=True)
-        parts: list[dict[str, Any]] = []
-        content = dumped.get("content")
-        if isinstance(content, str):
-            parts.append({"type": "text", "content": content})
-        elif isinstance(content, list):
-            for part in content:
-                if part.get("type") == "text":
-                    parts.append({"type": "text", "content": part.get("text", "")})
-                else:
-                    parts.append({"type": part.get("type", "unknown")})  # media is not recorded
-        parts.extend(_tool_call_parts(dumped.get("tool_calls")))
-        if dumped.get("role") == "tool":
-            parts = [
-                {
-                    "type": "tool_call_response",
-                    "id": dumped.get("tool_call_id"),
-                    "response": content,
-                }
-            ]
-        messages.append({"role": dumped.get("role"), "parts": parts})
-    return json.dumps(messages, ensure_ascii=False)
-
-
-def _output_messages(completion: ChatCompletion) -> str:
-    """The answer's choices as the GenAI conventions' JSON (role + parts + finish reason)."""
-    messages = []
-    for choice in completion.choices:
-        dumped = choice.message.model_dump(mode="json", exclude_none=True)
-        parts: list[dict[str, Any]] = []
-        if dumped.get("content") is not None:
-            parts.append({"type": "text", "content": dumped["content"]})
-        parts.extend(_tool_call_parts(dumped.get("tool_calls")))
-        messages.append(
-            {
-                "role": dumped.get("role", "assistant"),
-                "parts": parts,
-                "finish_reason": choice.finish_reason or "",
-            }
-        )
-    return json.dumps(messages, ensure_ascii=False)
-
-
-def _tool_call_parts(tool_calls: Sequence[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    return [
-        {
-            "type": "tool_call",
-            "id": call.get("id"),
-            "name": call.get("function", {}).get("name"),
-            "arguments": call.get("function", {}).get("arguments"),
-        }
-        for call in tool_calls or ()
-    ]
