@@ -8,7 +8,7 @@ import gc
 import json
 import socket
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -580,6 +580,24 @@ def sse_chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
 
 
 @contextlib.asynccontextmanager
+async def serve(
+    answer: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[str]:
+    """A bare aiohttp server on 127.0.0.1 answering chat calls with ``answer``; its base URL."""
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}/v1"
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
 async def raw_sse_server(body: bytes) -> AsyncIterator[tuple[str, list[bytes]]]:
     """A bare aiohttp server that answers each call with exactly ``body``, then ends the stream.
 
@@ -596,17 +614,8 @@ async def raw_sse_server(body: bytes) -> AsyncIterator[tuple[str, list[bytes]]]:
         await response.write_eof()
         return response
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}/v1", received
-    finally:
-        await runner.cleanup()
+    async with serve(answer) as url:
+        yield url, received
 
 
 async def test_a_last_finishing_event_without_its_blank_line_ends_the_stream_cleanly() -> None:
@@ -704,17 +713,8 @@ async def raw_json_server(payload: dict[str, Any]) -> AsyncIterator[str]:
     async def answer(request: web.Request) -> web.Response:
         return web.json_response(payload)
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}/v1"
-    finally:
-        await runner.cleanup()
+    async with serve(answer) as url:
+        yield url
 
 
 async def test_a_server_that_ignores_stream_true_is_still_served_as_a_stream() -> None:
@@ -755,17 +755,8 @@ async def mislabelled_server(body: bytes, content_type: str) -> AsyncIterator[st
     async def answer(request: web.Request) -> web.Response:
         return web.Response(body=body, headers={"Content-Type": content_type})
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}/v1"
-    finally:
-        await runner.cleanup()
+    async with serve(answer) as url:
+        yield url
 
 
 @pytest.mark.parametrize(
