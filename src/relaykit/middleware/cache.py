@@ -35,12 +35,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import logging
 from dataclasses import dataclass
 from hashlib import blake2b
 
 from relaykit._background import BackgroundTasks
+from relaykit._canonical import canonical_json
 from relaykit._checks import positive_seconds
 from relaykit.clock import Clock
 from relaykit.errors import CacheMissError, RelayError
@@ -142,12 +142,8 @@ class Cache:
         """The store key of ``request`` for ``tenant``; None when its body is not JSON."""
         body = request.body()
         try:
-            text = json.dumps(
-                {k: v for k, v in body.items() if k not in _UNKEYED},
-                sort_keys=True,
-                separators=(",", ":"),
-            )
-        except (TypeError, ValueError):
+            text = canonical_json({k: v for k, v in body.items() if k not in _UNKEYED})
+        except (TypeError, ValueError, RecursionError):
             return None  # a Python object in extra_body (a FunctionBackend's): not cacheable
         digest = blake2b(text.encode(), digest_size=16).hexdigest()
         owner = "-" if tenant is None else f"{len(tenant)}:{tenant}"
