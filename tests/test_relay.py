@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -98,6 +100,29 @@ async def test_relay_info_is_outside_the_openai_fields(provider: FakeProvider) -
     assert "relay" not in answer.model_dump_json()
     assert answer.relay is not None
     assert ChatCompletion.model_validate(dumped).relay is None
+
+
+async def test_copies_and_pickles_of_an_answer_still_say_who_served_it(
+    provider: FakeProvider,
+) -> None:
+    async with relay_over(provider) as relay:
+        answer = await relay.acomplete(messages=HI)
+
+    copies = [
+        copy.copy(answer),
+        copy.deepcopy(answer),
+        answer.model_copy(update={"model": "edited"}),
+        answer.model_copy(deep=True),
+        pickle.loads(pickle.dumps(answer)),
+    ]
+    for copied in copies:
+        assert copied.relay is not None
+        assert (copied.relay.target, copied.relay.attempts) == ("primary", 1)
+        assert copied.content == answer.content
+    assert copies[1].relay is not answer.relay  # a deep copy shares nothing mutable
+    # How an answer was obtained is not part of it: equal answers compare equal.
+    assert copies[0] == answer and copies[3] == answer
+    assert ChatCompletion.model_validate(answer.model_dump()) == answer
 
 
 async def test_astream_iterated_directly_streams_and_says_who_served_it(

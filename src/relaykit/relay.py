@@ -18,7 +18,7 @@ from relaykit.middleware.fallback import Fallback
 from relaykit.pipeline import CacheMode, CallContext, Handler, Middleware, Response, compose
 from relaykit.stream import ChatStream
 from relaykit.target import BoundTarget, Target
-from relaykit.types import ChatCompletion, ChatRequest, RelayInfo
+from relaykit.types import ChatCompletion, ChatRequest, RelayInfo, set_relay_info
 
 __all__ = ["Relay", "Strategy", "SyncChatStream"]
 
@@ -177,13 +177,8 @@ class Relay:
             raise
         if isinstance(result, ChatStream):  # a middleware answered with a stream: read it all
             result = await result.completion()
-        # Straight to pydantic's private dict: attribute access to a private costs a __getattr__.
-        private = result.__pydantic_private__
-        info = _info(ctx, private.get("_relay") if private else None)
-        if private is None:
-            result._relay = info
-        else:
-            private["_relay"] = info
+        info = _info(ctx, result.relay)
+        set_relay_info(result, info)
         if Completed in ctx.observed:
             self._completed(ctx, result, info, stream=False)
         return result
@@ -217,7 +212,7 @@ class Relay:
                 raise
             earlier = None
             if isinstance(result, ChatCompletion):  # e.g. a cache hit: replay it as chunks
-                earlier = result._relay
+                earlier = result.relay
                 include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
                 result = ChatStream.from_completion(
                     result, include_usage=include_usage, target=ctx.target

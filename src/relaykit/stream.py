@@ -19,7 +19,7 @@ from typing import Any, Self
 
 from relaykit.assembler import StreamAssembler, chunks_from_completion
 from relaykit.errors import RelayError, StreamInterruptedError
-from relaykit.types import ChatCompletion, ChatCompletionChunk, RelayInfo
+from relaykit.types import ChatCompletion, ChatCompletionChunk, RelayInfo, set_relay_info
 
 __all__ = ["ChatStream", "StreamFinalizer"]
 
@@ -187,7 +187,7 @@ class ChatStream:
         async for _ in self:
             pass
         completion = self._assembler.completion()
-        completion._relay = self.relay
+        set_relay_info(completion, self.relay)
         return completion
 
     async def aclose(self) -> None:

@@ -8,9 +8,10 @@ JSON apart from its null fields: nothing relaykit adds shows up as if the provid
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+import copy
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "AssistantMessage",
@@ -331,17 +332,48 @@ class ChatCompletion(_Wire):
     system_fingerprint: str | None = None
     service_tier: str | None = None
 
-    _relay: RelayInfo | None = PrivateAttr(default=None)
+    # A slot, not a pydantic private attribute: an answer is built on every call and every
+    # cache hit, and a private attribute costs each build a microsecond. Copies and pickles
+    # carry it (below); equality ignores it, as it ignores how an answer was obtained.
+    __slots__ = ("_relay",)
+    if TYPE_CHECKING:  # for mypy only: pydantic would make an annotated name a private attribute
+        _relay: RelayInfo | None
 
     @property
     def relay(self) -> RelayInfo | None:
         """Which target answered and how many attempts it took; ``None`` outside a Relay."""
-        return self._relay
+        try:
+            info: RelayInfo | None = object.__getattribute__(self, "_relay")
+            return info
+        except AttributeError:
+            return None
+
+    def __copy__(self) -> Self:
+        copied = super().__copy__()
+        set_relay_info(copied, self.relay)
+        return copied
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        copied = super().__deepcopy__(memo)
+        set_relay_info(copied, copy.deepcopy(self.relay, memo))
+        return copied
+
+    def __getstate__(self) -> dict[Any, Any]:
+        return {**super().__getstate__(), "relay": self.relay}
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        set_relay_info(self, state.get("relay"))
 
     @property
     def content(self) -> str | None:
         """The first choice's text, the one thing most callers want."""
         return self.choices[0].message.content if self.choices else None
+
+
+def set_relay_info(completion: ChatCompletion, info: RelayInfo | None) -> None:
+    """Record how relaykit produced ``completion`` (read back as ``completion.relay``)."""
+    object.__setattr__(completion, "_relay", info)
 
 
 class FunctionCallDelta(_Wire):

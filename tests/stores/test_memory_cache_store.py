@@ -58,13 +58,13 @@ async def test_store_hits_do_not_share_a_private_value() -> None:
 
 
 def test_a_thawed_answer_says_it_is_cached_and_which_target_gave_it() -> None:
-    from relaykit.types import RelayInfo
+    from relaykit.types import RelayInfo, set_relay_info
 
     plain = FrozenCompletion.of(ChatCompletion.model_validate(ANSWER)).thaw()
     assert plain.relay is not None
     assert (plain.relay.target, plain.relay.attempts, plain.relay.cached) == (None, 0, True)
     served = ChatCompletion.model_validate(ANSWER)
-    served._relay = RelayInfo("primary", 2)
+    set_relay_info(served, RelayInfo("primary", 2))
     thawed = FrozenCompletion.of(served).thaw()
     assert thawed.relay is not None
     assert (thawed.relay.target, thawed.relay.cached) == ("primary", True)

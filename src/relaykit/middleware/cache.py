@@ -48,7 +48,7 @@ from relaykit.events import CacheHit, CacheMiss
 from relaykit.pipeline import CallContext, Handler, Response
 from relaykit.stores.cache import CacheStore, FrozenCompletion, MemoryCacheStore
 from relaykit.stream import ChatStream
-from relaykit.types import ChatCompletion, ChatRequest, RelayInfo
+from relaykit.types import ChatCompletion, ChatRequest, RelayInfo, set_relay_info
 
 __all__ = ["Cache"]
 
@@ -361,11 +361,8 @@ class _StreamLanding:
 
 def _remember_target(completion: ChatCompletion, target: str | None) -> None:
     """Note which target gave the answer, so a later hit can say so (``relay.target``)."""
-    private = completion.__pydantic_private__  # direct: a private attribute costs a __getattr__
-    if private is None:
-        completion._relay = RelayInfo(target, 0)
-    elif private.get("_relay") is None:
-        private["_relay"] = RelayInfo(target, 0)
+    if completion.relay is None:
+        set_relay_info(completion, RelayInfo(target, 0))
 
 
 def _complete(completion: ChatCompletion) -> bool:

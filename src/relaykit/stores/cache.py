@@ -25,13 +25,11 @@ from typing import Any, Final, Protocol, runtime_checkable
 from cachetools import LRUCache
 
 from relaykit._checks import whole_number
-from relaykit.types import ChatCompletion, RelayInfo
+from relaykit.types import ChatCompletion, RelayInfo, set_relay_info
 
 __all__ = ["CacheStore", "CachedCompletion", "FrozenCompletion", "MemoryCacheStore"]
 
-# Private values of these types cannot be changed in place, so they are shared, not copied:
-# every answer carries ``_relay`` (None while the cache sees it), and a deep copy of a dict of
-# Nones would cost each hit a few microseconds for nothing.
+# Private values of these types cannot be changed in place, so they are shared, not copied.
 _IMMUTABLE: Final = frozenset({type(None), bool, int, float, str, bytes})
 
 
@@ -52,20 +50,20 @@ class FrozenCompletion:
 
     @classmethod
     def of(cls, completion: ChatCompletion) -> FrozenCompletion:
-        private = completion.__pydantic_private__ or {}
         # relaykit's own RelayInfo is rebuilt per call: only its target is worth keeping.
-        info = private.get("_relay")
-        others = {k: v for k, v in private.items() if k != "_relay" and v is not None}
+        info = completion.relay
+        private = completion.__pydantic_private__  # a subclass's own private attributes
+        others = {k: v for k, v in private.items() if v is not None} if private else None
         return cls(
             completion.__pydantic_serializer__.to_json(completion, exclude_unset=True),
             type(completion),
-            info.target if isinstance(info, RelayInfo) else None,
+            info.target if info is not None else None,
             _own(others) if others else None,
         )
 
     def thaw(self) -> ChatCompletion:
         completion = self.kind.model_validate_json(self.data)
-        completion._relay = RelayInfo(self.target, 0, cached=True)
+        set_relay_info(completion, RelayInfo(self.target, 0, cached=True))
         if self.private:
             private = completion.__pydantic_private__
             if private is not None:
