@@ -327,6 +327,8 @@ class Relay:
 def _info(ctx: CallContext, earlier: RelayInfo | None) -> RelayInfo:
     """How this call was served; a cached answer (no attempt made) names its original target."""
     if ctx.attempt == 0:
+        if earlier is not None and earlier.cached and earlier.attempts == 0:
+            return earlier  # a cache hit's answer says so already
         return RelayInfo(earlier.target if earlier else ctx.target, 0, cached=True)
     return RelayInfo(ctx.target, ctx.attempt)
 
