@@ -114,7 +114,11 @@ def validate_request(
         )
         raise RequestValidationError(what, field=name)
     try:
-        return ChatRequest.model_validate({**(extra_body or {}), **request, "stream": stream})
+        # The validator itself: model_validate's wrapper adds a sixth to the cost of every call.
+        chat: ChatRequest = ChatRequest.__pydantic_validator__.validate_python(
+            {**(extra_body or {}), **request, "stream": stream}
+        )
+        return chat
     except ValidationError as exc:
         raise _validation_error(exc) from None
 
