@@ -20,7 +20,7 @@ def test_overhead_benchmark_quick_run_writes_its_chart_and_numbers(tmp_path: Pat
     )
 
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    assert "ratio (litellm/relaykit)" in done.stdout
+    assert "litellm/relaykit: path · CPU" in done.stdout
     png = tmp_path / "overhead.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((tmp_path / "overhead.json").read_text())
@@ -36,4 +36,5 @@ def test_overhead_benchmark_quick_run_writes_its_chart_and_numbers(tmp_path: Pat
     assert baseline["skipped"] is None
     assert baseline["relaykit"]["calls"] > 0
     assert baseline["litellm"]["calls"] > 0
-    assert baseline["ratio"] > 0
+    assert baseline["ratio"] > 0 and baseline["path_ratio"] > 0
+    assert baseline["relaykit"]["cpu_us_per_call"] > 0
