@@ -292,6 +292,12 @@ class OpenAICompatible:
 
     def _transport_error(self, exc: BaseException, timeout: float) -> RelayError:
         if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+            if timeout < self.timeout:  # the call's deadline, not ours, cut the wait short
+                return ProviderTimeout(
+                    f"did not answer before the call's deadline ({timeout:.3g} s were left). "
+                    "Raise Timeout(total_s=...) or add a fallback target",
+                    target=self.name,
+                )
             return ProviderTimeout(
                 f"did not answer within {timeout:.3g} s. Raise the backend's timeout or add "
                 "a fallback target",
