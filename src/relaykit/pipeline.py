@@ -58,6 +58,9 @@ class CallContext:
     # Raises BadResponseError for an answer the caller cannot use (e.g. structured output that
     # does not validate); the attempt then counts as failed, so Retry and Fallback take over.
     validate: Callable[[ChatCompletion], None] | None = None
+    # Set by Fallback(continue_streams=True) when the stream broke and another target finished
+    # it: the answer joins two generations, so the Cache does not store it.
+    continued: bool = False
 
     def emit(self, event: Event) -> None:
         """Send ``event`` to every listener; a failing listener never fails the call."""

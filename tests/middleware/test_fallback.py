@@ -9,6 +9,7 @@ import pytest
 from relaykit import (
     AllTargetsFailedError,
     AuthenticationError,
+    Cache,
     ContextWindowError,
     Fallback,
     InvalidRequestError,
@@ -229,6 +230,29 @@ async def test_continue_streams_asks_the_next_target_to_continue(providers) -> N
     assert sent is not None
     assert sent["messages"][-2] == {"role": "assistant", "content": "one two"}
     assert sent["stream"] is True
+
+
+async def test_a_continued_stream_is_not_cached_but_an_unbroken_one_is(providers) -> None:
+    a, b, _ = providers
+    a.script(Reply.ok("one two three four").drop_after(3), Reply.ok("fresh answer"))
+    b.script(Reply.ok(" three four"))
+    relay = Relay(
+        targets=[target(a, "a"), target(b, "b")],
+        middleware=[Cache(ttl_s=600)],
+        strategy=Fallback(continue_streams=True),
+    )
+    async with relay:
+        joined = await relay.astream(messages=HI).completion()
+        again = await relay.acomplete(messages=HI)
+        third = await relay.acomplete(messages=HI)
+
+    assert joined.content == "one two three four"
+    # The joined answer mixed two targets' generations: the next call asked upstream again.
+    assert again.content == "fresh answer" and again.relay is not None
+    assert not again.relay.cached
+    assert (a.request_count, b.request_count) == (2, 1)
+    # That answer came from one target whole, so it was stored.
+    assert third.content == "fresh answer" and third.relay is not None and third.relay.cached
 
 
 async def test_continue_streams_with_no_target_left_raises_with_the_whole_partial(

@@ -17,7 +17,8 @@ pairs can produce the same key. The layout, for stores that show keys (Redis)::
 
 **What is stored**: complete answers only — every choice has a ``finish_reason`` and none is
 ``length`` or ``content_filter``. A stream is stored when it ends cleanly; a broken stream, one
-the caller closed early, and every error are never stored.
+the caller closed early, one that broke and was finished by another target
+(``Fallback(continue_streams=True)``: two generations joined), and every error are never stored.
 
 **Single flight**: concurrent misses on one key make one upstream call; the others wait for it
 and get a copy of its answer (a streaming follower gets it replayed as chunks). When the leader
@@ -42,7 +43,6 @@ from hashlib import blake2b
 from relaykit._background import BackgroundTasks
 from relaykit._canonical import canonical_json
 from relaykit._checks import positive_seconds
-from relaykit.clock import Clock
 from relaykit.errors import CacheMissError, RelayError
 from relaykit.events import CacheHit, CacheMiss
 from relaykit.pipeline import CallContext, Handler, Response
@@ -224,7 +224,7 @@ class Cache:
             # follower waits for its end. They go on as misses, one new leader at a time; the
             # stream is still stored once it ends cleanly.
             self._land(key, flight, None)
-            result.on_finish(_StreamLanding(self, key, ctx.clock, ttl_s))
+            result.on_finish(_StreamLanding(self, key, ctx, ttl_s))
             return result
         _remember_target(result, ctx.target)
         # The caller owns ``result`` and may mutate it once we return: followers get a snapshot
@@ -342,21 +342,23 @@ class Cache:
 class _StreamLanding:
     """The finalizer of a stream a Cache leader returned: stores its answer if it is whole."""
 
-    __slots__ = ("cache", "clock", "key", "ttl_s")
+    __slots__ = ("cache", "ctx", "key", "ttl_s")
 
-    def __init__(self, cache: Cache, key: str, clock: Clock, ttl_s: float) -> None:
+    def __init__(self, cache: Cache, key: str, ctx: CallContext, ttl_s: float) -> None:
         self.cache = cache
         self.key = key
-        self.clock = clock
+        self.ctx = ctx
         self.ttl_s = ttl_s
 
     def __call__(self, stream: ChatStream, error: RelayError | None) -> None:
         if error is not None or not stream.ended_cleanly or self.ttl_s <= 0:
             return
+        if self.ctx.continued:  # it broke, and another target finished it: two generations
+            return
         completion = stream.partial()  # a fresh object, which nobody else holds
         if _complete(completion):
             _remember_target(completion, stream.target)
-            self.cache._store_later(self.key, completion, self.clock.now(), self.ttl_s)
+            self.cache._store_later(self.key, completion, self.ctx.clock.now(), self.ttl_s)
 
 
 def _remember_target(completion: ChatCompletion, target: str | None) -> None:

@@ -239,6 +239,7 @@ class Fallback:
                     except RelayError:
                         raise exc from exc.__cause__  # nobody could continue it
                     assert isinstance(result, ChatStream)
+                    ctx.continued = True
                     current = result
         finally:
             # Closing early (or failing) must release the upstream stream now, not at GC.
