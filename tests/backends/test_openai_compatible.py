@@ -537,6 +537,39 @@ def test_the_key_is_not_in_the_repr() -> None:
     assert SECRET not in repr(vars(client).get("_api_key"))
 
 
+async def test_credentials_in_the_base_url_are_sent_but_never_shown(
+    provider: FakeProvider,
+) -> None:
+    with_credentials = provider.url.replace("http://", f"http://user:{SECRET}@")
+    client = OpenAICompatible(with_credentials, model="m")
+    host = provider.url.split("//")[1].split("/")[0]
+
+    answer = await client.acomplete(request(), context())
+    await client.aclose()
+
+    assert answer.content == "Hello from FakeProvider."
+    assert provider.requests[0].headers["Authorization"].startswith("Basic ")  # sent
+    assert client.name == host
+    assert SECRET not in repr(client) and "user" not in client.base_url
+    assert client.base_url.startswith("http://**********@")
+    with pytest.raises(ValueError) as caught:
+        OpenAICompatible(f"ftp://user:{SECRET}@example.com/v1")
+    assert SECRET not in str(caught.value)
+
+
+async def test_an_unreachable_url_with_credentials_never_shows_them() -> None:
+    with socket.socket() as sock:  # a port nobody listens on: bound, never accepting
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        client = OpenAICompatible(f"http://user:{SECRET}@127.0.0.1:{port}/v1", model="m")
+        with pytest.raises(ProviderConnectionError) as caught:
+            await client.acomplete(request(), context())
+        await client.aclose()
+
+    assert "could not be reached at http://**********@127.0.0.1" in str(caught.value)
+    assert_no_secret(caught.value)
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
 async def test_a_provider_echoing_the_key_never_puts_it_in_the_error(
     provider: FakeProvider, backend: BackendFactory, stream: bool

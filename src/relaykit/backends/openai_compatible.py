@@ -7,7 +7,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from pydantic import SecretStr, ValidationError
@@ -60,21 +60,23 @@ class OpenAICompatible:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(
                 f"base_url must be an http(s) URL such as 'https://api.openai.com/v1', "
-                f"got {base_url!r}"
+                f"got {_masked(base_url)!r}"
             )
         if timeout <= 0 or connect_timeout <= 0:
             raise ValueError("timeout and connect_timeout must be positive numbers of seconds")
         if max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
-        self.base_url = base_url.rstrip("/")
+        # What relaykit shows (repr, errors, the default name) has any user:password@ masked;
+        # only the URL requests go to keeps it.
+        self.base_url = _masked(base_url.rstrip("/"))
         self.model = model
-        self.name = name or parts.netloc
+        self.name = name or parts.netloc.rpartition("@")[2]
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.max_connections = max_connections
         self.extra_body = dict(extra_body or {})
         self._api_key = api_key if isinstance(api_key, SecretStr | None) else SecretStr(api_key)
-        self._url = f"{self.base_url}/chat/completions"
+        self._url = f"{base_url.rstrip('/')}/chat/completions"
         base_headers = {"Content-Type": "application/json", **(headers or {})}
         key = self._api_key.get_secret_value() if self._api_key else ""
         if key:
@@ -313,6 +315,14 @@ class OpenAICompatible:
             f"dropped the connection: {type(exc).__name__}: {self._redact(str(exc))}",
             target=self.name,
         )
+
+
+def _masked(url: str) -> str:
+    """``url`` with its credentials (``user:password@``) masked: a URL may carry a key."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=f"**********@{parts.netloc.rpartition('@')[2]}"))
 
 
 def _abandon(session: aiohttp.ClientSession) -> None:
