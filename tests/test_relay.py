@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import pickle
 import threading
@@ -233,6 +234,19 @@ def test_sync_context_manager_closes_backends_and_the_loop() -> None:
     with Relay(targets=[spy]) as relay:
         assert relay.complete(messages=HI).content == "hi"
 
+    assert spy.closed == 1
+    assert loop_threads() == before
+
+
+def test_close_after_async_use_closes_the_backends_and_leaves_no_thread() -> None:
+    spy = ClosingBackend()
+    before = loop_threads()
+    relay = Relay(targets=[spy])
+
+    answer = asyncio.run(relay.acomplete(messages=HI))
+    relay.close()
+
+    assert answer.content == "hi"
     assert spy.closed == 1
     assert loop_threads() == before
 

@@ -307,9 +307,12 @@ class Relay:
         return SyncChatStream(self._loop, self.astream(**request))
 
     def close(self) -> None:
-        """Close connections and stop the private loop thread (``aclose`` for sync code)."""
-        if self._loop.started:
-            self._loop.run(self.aclose())
+        """Close connections and stop the private loop thread (``aclose`` for sync code).
+
+        Also right after async use (``asyncio.run(relay.acomplete(...))``): the connection
+        pools that use left behind are closed too.
+        """
+        self._loop.run(self.aclose())
         self._loop.close()
 
     def __enter__(self) -> Self:
