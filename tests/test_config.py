@@ -86,7 +86,7 @@ async def test_fallback_strategy_options_from_config() -> None:
             "targets[0].base_url",
             "no base URL",
         ),
-        ({"targets": [{"base_url": "ftp://x"}]}, "targets[0]", "http(s) URL"),
+        ({"targets": [{"base_url": "ftp://x"}]}, "targets[0].base_url", "http(s) URL"),
         (
             {"targets": [{"base_url": "http://127.0.0.1:1/v1", "timeout": -1}]},
             "targets[0].timeout",
@@ -138,6 +138,143 @@ def test_unreadable_file_and_bad_yaml_are_config_errors(tmp_path: Path) -> None:
     bad.write_text("targets: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         Relay.from_config(bad)
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(b"targets: [{name: caf\xe9}]\n")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        Relay.from_config(latin1)
+
+
+def test_broken_yaml_gives_line_and_column_but_never_the_key_on_the_broken_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "relay.yaml"
+    path.write_text(
+        'targets:\n  - base_url: "http://127.0.0.1:1/v1"\n    api_key: "sk-live-TOPSECRET-9f8e7d\n'
+        "    model: m\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        Relay.from_config(path)
+    assert caught.value.path == str(path)
+    assert "while scanning a quoted scalar at line 3, column 14" in caught.value.problem
+    assert "found unexpected end of stream at line 5, column 1" in caught.value.problem
+    assert "TOPSECRET" not in str(caught.value)
+    assert "TOPSECRET" not in repr(caught.value)
+
+
+def test_a_name_pyyaml_takes_from_the_file_is_not_shown_either(tmp_path: Path) -> None:
+    path = tmp_path / "relay.yaml"
+    path.write_text("targets:\n  - base_url: http://127.0.0.1:1/v1\n    api_key: *sk-TOPSECRET\n")
+    with pytest.raises(ConfigError) as caught:
+        Relay.from_config(path)
+    assert "found undefined alias" in caught.value.problem
+    assert "line 3, column 14" in caught.value.problem
+    assert "TOPSECRET" not in str(caught.value)
+
+
+UNUSED_URL = "http://127.0.0.1:1/v1"  # nothing is sent: every config here is refused
+
+
+@pytest.mark.parametrize(
+    ("config", "path"),
+    [
+        pytest.param(
+            {
+                "targets": [
+                    {"base_url": UNUSED_URL},
+                    {"name": "b", "base_url": UNUSED_URL, "api-key": "k"},
+                ]
+            },
+            'targets[1]["api-key"]',
+            id="misspelled api-key",
+        ),
+        pytest.param(
+            {"targets": [{"base-url": UNUSED_URL}]}, 'targets[0]["base-url"]', id="base-url"
+        ),
+        pytest.param(
+            {"targets": [{"name": "a", "base_url": UNUSED_URL}], "routes": {"gpt-4o": "a"}},
+            'routes["gpt-4o"]',
+            id="route alias not a list",
+        ),
+        pytest.param(
+            {
+                "targets": [{"name": "a", "base_url": UNUSED_URL}],
+                "routes": {"gpt-4o": [{"base_url": UNUSED_URL, "modle": "m"}]},
+            },
+            'routes["gpt-4o"][0].modle',
+            id="typo in an inline target of a route alias",
+        ),
+        pytest.param(
+            {"targets": [{"name": "a", "base_url": UNUSED_URL}], "routes": {"gpt-4.1": ["b"]}},
+            'routes["gpt-4.1"][0]',
+            id="route alias names no target",
+        ),
+        pytest.param(
+            {"targets": [{"name": "a", "base_url": UNUSED_URL}], "routes": {"tool": [5]}},
+            "routes.tool[0]",
+            id="route alias spelled like a pydantic tag",
+        ),
+        pytest.param(
+            {"targets": [{"base_url": UNUSED_URL, "headers": {"X-Org": 5}}]},
+            'targets[0].headers["X-Org"]',
+            id="header value not text",
+        ),
+        pytest.param(
+            {"targets": [{"base_url": UNUSED_URL, "headers": {"X-Org": "${NOT_SET_ANYWHERE}"}}]},
+            'targets[0].headers["X-Org"]',
+            id="header from an unset variable",
+        ),
+        pytest.param(
+            {"targets": [{"base_url": UNUSED_URL}, {"name": "b", "base_url": "ftp://x"}]},
+            "targets[1].base_url",
+            id="base_url scheme",
+        ),
+        pytest.param(
+            {"targets": [{"base_url": UNUSED_URL}], "middleware": [{"retry": {"max-wait": 3}}]},
+            'middleware[0].retry["max-wait"]',
+            id="middleware option",
+        ),
+    ],
+)
+def test_keys_that_are_not_identifiers_are_named_in_the_path(config: dict, path: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Relay.from_config(config)
+    assert caught.value.path == path
+    assert str(caught.value).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize(
+    ("config", "path"),
+    [
+        pytest.param(
+            {"targets": [{"base_url": UNUSED_URL, "timeout": "${OPENAI_API_KEY}"}]},
+            "targets[0].timeout",
+            id="a number field",
+        ),
+        pytest.param(
+            {"targets": [{"base_url": "${OPENAI_API_KEY}"}]},
+            "targets[0].base_url",
+            id="base_url",
+        ),
+        pytest.param(
+            {
+                "targets": [{"base_url": UNUSED_URL}],
+                "middleware": [{"logging": {"level": "${OPENAI_API_KEY}"}}],
+            },
+            "middleware[0].logging",
+            id="a middleware option",
+        ),
+    ],
+)
+def test_a_key_expanded_into_the_wrong_field_is_named_by_its_variable_never_shown(
+    config: dict, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-live-TOPSECRET-9f8e7d")
+    with pytest.raises(ConfigError) as caught:
+        Relay.from_config(config)
+    assert caught.value.path == path
+    assert "the value of ${OPENAI_API_KEY}" in caught.value.problem
+    assert "TOPSECRET" not in str(caught.value)
+    assert "TOPSECRET" not in repr(caught.value)
 
 
 def test_api_keys_from_config_never_show_in_reprs() -> None:

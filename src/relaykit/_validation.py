@@ -9,6 +9,7 @@ credential is never echoed back.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -19,7 +20,7 @@ from pydantic_core import ErrorDetails
 from relaykit.errors import RequestValidationError
 from relaykit.types import ChatRequest
 
-__all__ = ["best_error", "describe_input", "error_path", "problem", "validate_request"]
+__all__ = ["best_error", "describe_input", "error_path", "problem", "subpath", "validate_request"]
 
 # Union members and discriminator tags pydantic puts in error locations; they are not fields.
 _TAGS = frozenset(
@@ -35,7 +36,6 @@ _TAGS = frozenset(
         "input_audio",
         "str",
         "list",
-        "TargetConfig",
     }
 )
 # api_key, x-api-key, auth_token, client_secret, ... but not max_tokens or key-less names.
@@ -46,20 +46,43 @@ _MAX_INPUT = 60
 _REQUEST_FIELDS = frozenset(ChatRequest.model_fields) - {"stream"}
 
 
-def error_path(error: ErrorDetails, root: str) -> str:
-    """``messages[0].role`` from pydantic's location, without union and tag noise."""
+def error_path(error: ErrorDetails, root: str, data: Mapping[str, Any] | None = None) -> str:
+    """``messages[0].role`` from pydantic's location, without union and tag noise.
+
+    pydantic's location mixes keys and indexes with the names of union members and tags
+    (``str``, ``TargetConfig``). Given the validated ``data``, a part is kept exactly when it is
+    a key or an index of the data at that point, so every key is named whatever it is called
+    (``routes.tool``, ``routes["gpt-4o"]``): config files name the exact place. Without it,
+    tags are told by name and keys that are not identifiers are left out; request errors keep
+    the paths they have always had.
+    """
     loc: list[int | str] = list(error["loc"])
     if error["type"] == "union_tag_invalid":  # the discriminator itself is the bad field
         loc.append(str(error.get("ctx", {}).get("discriminator", "")).strip("'"))
     path = ""
+    if data is None:
+        for part in loc:
+            if isinstance(part, int) or (part not in _TAGS and part.isidentifier()):
+                path = subpath(path, part)
+        return path or root
+    node: Any = data
     for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part in _TAGS or not part.isidentifier():
-            continue
-        else:
-            path += f".{part}" if path else part
+        key = isinstance(node, Mapping) and part in node
+        index = isinstance(part, int) and isinstance(node, list | tuple) and part < len(node)
+        if key or index:  # else a union member or a tag, which no key of the data spells
+            node = node[part]
+            path = subpath(path, part)
     return path or root
+
+
+def subpath(path: str, part: object) -> str:
+    """``path`` one step down: ``targets[1]``, ``targets[1].base_url``; a key that is not an
+    identifier is quoted (``routes["gpt-4o"]``, ``headers["X-Org"]``) so the path stays exact."""
+    if isinstance(part, str):
+        if part.isidentifier():
+            return f"{path}.{part}" if path else part
+        return f"{path}[{json.dumps(part, ensure_ascii=False)}]"
+    return f"{path}[{part!r}]"
 
 
 def best_error(errors: Sequence[ErrorDetails]) -> ErrorDetails:
@@ -67,11 +90,13 @@ def best_error(errors: Sequence[ErrorDetails]) -> ErrorDetails:
     return max(errors, key=lambda error: len(error["loc"]))
 
 
-def problem(error: ErrorDetails) -> str:
-    """What is wrong, in lower case, with a short and key-free view of the input."""
+def problem(error: ErrorDetails, given: str | None = None) -> str:
+    """What is wrong, in lower case, with a short and key-free view of the input (or ``given``,
+    a description of it, when the input itself must not be shown)."""
     message = error["msg"]
     message = message[:1].lower() + message[1:]
-    return f"{message} (got {describe_input(error.get('input'), error['loc'])})"
+    shown = given if given is not None else describe_input(error.get("input"), error["loc"])
+    return f"{message} (got {shown})"
 
 
 def describe_input(value: Any, loc: Collection[int | str] = ()) -> str:

@@ -2,8 +2,10 @@
 
 The file says the same things as code: targets (with presets), per-target and outer middleware,
 the strategy, and routes by model alias. ``${VAR}`` and ``${VAR:-default}`` expand from the
-environment. Every mistake is a ``ConfigError`` naming its exact place (``targets[1].base_url``)
-and what is allowed there; nothing is half-built.
+environment. Every mistake is a ``ConfigError`` naming its exact place (``targets[1].base_url``,
+``routes["gpt-4o"]``) and what is allowed there; nothing is half-built. An error never shows
+a setting's value that came from the environment (target names aside, which are shown
+everywhere), nor the text of a file it cannot parse: either may be a key.
 
     targets:
       - name: primary
@@ -31,18 +33,22 @@ import inspect
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from relaykit import errors, presets
-from relaykit._validation import best_error, error_path, problem
+from relaykit._validation import best_error, error_path, problem, subpath
 from relaykit.backends.openai_compatible import OpenAICompatible
 from relaykit.errors import ConfigError
 from relaykit.middleware.fallback import AnswerCheck, Fallback, empty_answer, invalid_json, refusal
 from relaykit.pipeline import Middleware
 from relaykit.target import Target
+
+if TYPE_CHECKING:
+    import yaml
 
 __all__ = ["MIDDLEWARE", "build_relay_arguments", "load_config"]
 
@@ -66,8 +72,38 @@ _PRESETS: dict[str, Callable[..., OpenAICompatible]] = {
     "openai_compatible": presets.openai_compatible,
 }
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# Text PyYAML quotes in a description: its own token names ('<scalar>'), single characters
+# ('\t', ':') and, in a few descriptions, a name from the file (an alias, an anchor, a tag).
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_ONE_CHARACTER = re.compile(r"\\(?:x\w{2}|u\w{4}|U\w{8}|.)|.", re.DOTALL)
 
 MiddlewareEntry = str | dict[str, dict[str, Any] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Expanded:
+    """A string that ``${VAR}`` filled in: what the file says and what it became."""
+
+    written: str
+    value: str
+
+    def described(self) -> str:
+        """How an error names this value without showing it: ``the value of ${OPENAI_API_KEY}``.
+
+        A variable's value may be a key, set for another field: ``timeout: ${OPENAI_API_KEY}``.
+        """
+        written = self.written if _ENV.fullmatch(self.written) else repr(self.written)
+        return f"the value of {written}"
+
+    def hidden_in(self, text: str) -> str:
+        """``text`` with every whole occurrence of the value (quoted, bare, or as the number or
+        flag a middleware option read from it) replaced by its description."""
+        if not self.value:
+            return text
+        described = self.described()
+        for form in dict.fromkeys([repr(self.value), self.value, str(_scalar(self.value))]):
+            text = re.sub(rf"(?<!\w){re.escape(form)}(?!\w)", lambda _: described, text)
+        return text
 
 
 class _Strict(BaseModel):
@@ -103,6 +139,8 @@ class RelayConfig(_Strict):
     middleware: list[MiddlewareEntry] = Field(default_factory=list)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     routes: dict[str, list[str | TargetConfig]] = Field(default_factory=dict)
+    # Which strings ${VAR} filled in, by path, so that errors found later can hide them too.
+    _expanded: dict[str, _Expanded] = PrivateAttr(default_factory=dict)
 
 
 def load_config(source: str | Path | Mapping[str, Any]) -> RelayConfig:
@@ -119,26 +157,50 @@ def load_config(source: str | Path | Mapping[str, Any]) -> RelayConfig:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(str(path), f"cannot be read: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(str(path), f"is not UTF-8 text (byte {exc.start})") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(str(path), f"is not valid YAML: {exc}") from None
+            raise ConfigError(str(path), f"is not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(raw, Mapping):
         raise ConfigError(
             "config",
             "must be a mapping with 'targets' (and optionally 'middleware', 'strategy', 'routes')",
         )
+    expanded: dict[str, _Expanded] = {}
+    data = _expand(raw, "", expanded)
     try:
-        return RelayConfig.model_validate(_expand(raw, ""))
+        config = RelayConfig.model_validate(data)
     except ValidationError as exc:
         error = best_error(exc.errors(include_url=False))
+        where = error_path(error, "config", data)
         if error["type"] == "extra_forbidden":
             what = "is not a known setting here; check its spelling against docs/config.md"
+        elif where in expanded:
+            what = problem(error, expanded[where].described())
         else:
-            what = problem(error)
-        raise ConfigError(error_path(error, "config"), what) from None
+            inside = [e.written for path, e in expanded.items() if _within(path, where)]
+            variables = dict.fromkeys(m.group(0) for w in inside for m in _ENV.finditer(w))
+            what = problem(error, f"a value using {', '.join(variables)}" if inside else None)
+        raise ConfigError(where, what) from None
+    config._expanded = expanded
+    return config
 
 
 def build_relay_arguments(config: RelayConfig) -> dict[str, Any]:
     """The keyword arguments of ``Relay(...)`` that ``config`` describes."""
+    try:
+        return _relay_arguments(config)
+    except ConfigError as exc:
+        # Constructors quote what they reject (``got 'sk-...'``); a value from ${VAR} is named
+        # by its variable instead.
+        what = exc.problem
+        for path, expanded in config._expanded.items():
+            if _within(path, exc.path):
+                what = expanded.hidden_in(what)
+        raise ConfigError(exc.path, what) from None
+
+
+def _relay_arguments(config: RelayConfig) -> dict[str, Any]:
     if not config.targets and not config.routes:
         raise ConfigError("targets", "name at least one target (or give routes)")
     targets = [_target(t, f"targets[{i}]") for i, t in enumerate(config.targets)]
@@ -147,7 +209,7 @@ def build_relay_arguments(config: RelayConfig) -> dict[str, Any]:
     for alias, chain in config.routes.items():
         routes[alias] = []
         for i, entry in enumerate(chain):
-            where = f"routes.{alias}[{i}]"
+            where = subpath(subpath("routes", alias), i)
             if isinstance(entry, str):
                 if entry not in by_name:
                     known = ", ".join(map(repr, by_name)) or "none"
@@ -185,7 +247,11 @@ def _target(config: TargetConfig, where: str) -> Target:
         field = exc.path.rsplit(".", 1)[-1]
         raise ConfigError(f"{where}.{field}", exc.problem) from None
     except ValueError as exc:
-        raise ConfigError(where, str(exc)) from None
+        # The backend's checks start with the argument they reject ("base_url must be an
+        # http(s) URL ..."): that argument is the setting at fault.
+        argument = str(exc).split(" ", 1)[0]
+        place = subpath(where, argument) if argument in options else where
+        raise ConfigError(place, str(exc)) from None
     return Target(
         backend,
         name=config.name,
@@ -223,15 +289,16 @@ def _middleware(entries: Sequence[MiddlewareEntry], where: str) -> list[Middlewa
         for option, value in options.items():
             if option not in allowed and not takes_any:
                 raise ConfigError(
-                    f"{place}.{name}.{option}",
+                    subpath(subpath(place, name), option),
                     f"is not an option of {name}; its options are {', '.join(allowed)}",
                 )
             if option in _ERROR_RULE_OPTIONS:
-                options = {**options, option: _error_rules(value, f"{place}.{name}.{option}")}
+                where_rules = subpath(subpath(place, name), option)
+                options = {**options, option: _error_rules(value, where_rules)}
         try:
             layers.append(factory(**options))
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{place}.{name}", str(exc)) from None
+            raise ConfigError(subpath(place, name), str(exc)) from None
     return layers
 
 
@@ -282,8 +349,9 @@ def _scalar(text: str) -> Any:
     return text
 
 
-def _expand(value: Any, where: str) -> Any:
-    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string, naming the path when unset."""
+def _expand(value: Any, where: str, expanded: dict[str, _Expanded]) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string, naming the path when unset;
+    ``expanded`` learns, by path, each string that changed."""
     if isinstance(value, str):
 
         def substitute(match: re.Match[str]) -> str:
@@ -295,9 +363,45 @@ def _expand(value: Any, where: str) -> Any:
                 )
             return found
 
-        return _ENV.sub(substitute, value)
+        if not _ENV.search(value):
+            return value
+        expanded[where] = _Expanded(value, _ENV.sub(substitute, value))
+        return expanded[where].value
     if isinstance(value, Mapping):
-        return {k: _expand(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        return {k: _expand(v, subpath(where, k), expanded) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_expand(v, subpath(where, i), expanded) for i, v in enumerate(value)]
     return value
+
+
+def _within(path: str, place: str) -> bool:
+    """Whether ``path`` is ``place`` or below it (``targets[1].headers`` is below ``targets``)."""
+    return path == place or path.startswith((f"{place}.", f"{place}["))
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's description of a syntax error and where it is, without the text of the file.
+
+    PyYAML's own message quotes the lines around the mistake, and the line with a missing
+    quote is often the key's (``api_key: "sk-...``); names it took from the file go as well.
+    """
+    import yaml  # loaded already: only a file read by PyYAML fails this way
+
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow
+        return f"{exc.reason}: character #x{exc.character:04x} at offset {exc.position}"
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return "PyYAML could not read it"
+    parts = []
+    for description, mark in ((exc.context, exc.context_mark), (exc.problem, exc.problem_mark)):
+        if description:
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            parts.append(f"{_QUOTED.sub(_own_words, description)}{at}")
+    return ", ".join(parts)
+
+
+def _own_words(quoted: re.Match[str]) -> str:
+    """A quoted part of PyYAML's description, unless it is text taken from the file."""
+    text = quoted.group(0)[1:-1]
+    if text.startswith("<") or _ONE_CHARACTER.fullmatch(text):
+        return quoted.group(0)
+    return "(a name from the file, not shown)"
