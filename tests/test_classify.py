@@ -8,14 +8,21 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
+import httpx
 import pytest
 
-from relaykit.classify import error_from_http, parse_error_body, retry_after_from_headers
+from relaykit.classify import (
+    classify_exception,
+    error_from_http,
+    parse_error_body,
+    retry_after_from_headers,
+)
 from relaykit.errors import (
     AuthenticationError,
     ContentFilterError,
     ContextWindowError,
     InvalidRequestError,
+    ProviderConnectionError,
     ProviderError,
     ProviderTimeout,
     QuotaExceededError,
@@ -235,3 +242,63 @@ def test_every_relay_error_survives_copy_and_pickle_with_its_attributes() -> Non
             assert type(twin) is type(error)
             assert twin.__dict__ == error.__dict__
             assert str(twin) == str(error)
+
+
+# --- exceptions from other SDKs never put their request's key in relaykit's errors -------------
+
+KEY = "live-8f3k2-SECRET"  # no recognisable key shape: only the request can reveal it
+
+
+@pytest.mark.parametrize(
+    ("headers", "url"),
+    [
+        ({"Authorization": f"Bearer {KEY}"}, "http://127.0.0.1/v1/chat/completions"),
+        ({"api-key": KEY}, "http://127.0.0.1/openai/deployments/d/chat/completions"),  # Azure
+        ({"x-api-key": KEY}, "http://127.0.0.1/v1/messages"),
+        ({}, f"http://127.0.0.1/v1beta/models/m:generateContent?key={KEY}"),
+    ],
+)
+def test_a_key_the_provider_echoes_is_redacted_with_the_request_it_came_from(
+    headers: dict[str, str], url: str
+) -> None:
+    request = httpx.Request("POST", url, headers=headers)
+    response = httpx.Response(401, text=f"Incorrect API key provided: {KEY}", request=request)
+    exc = httpx.HTTPStatusError(f"401 for {url}", request=request, response=response)
+
+    error = classify_exception(exc)
+
+    assert isinstance(error, AuthenticationError)
+    assert "Incorrect API key provided: **********" in str(error)
+    assert KEY not in str(error) and KEY not in repr(error)
+    assert error.__cause__ is exc  # the library's own exception, unchanged
+
+
+def test_a_connection_error_message_hides_the_key_of_its_request() -> None:
+    request = httpx.Request("POST", "http://127.0.0.1/v1", headers={"x-api-key": KEY})
+    exc = httpx.ConnectError(f"proxy refused x-api-key {KEY}", request=request)
+
+    error = classify_exception(exc)
+
+    assert isinstance(error, ProviderConnectionError)
+    assert str(error) == "could not be reached: ConnectError: proxy refused x-api-key **********"
+
+
+def test_key_shaped_tokens_are_redacted_even_from_an_exception_without_its_request() -> None:
+    key = "sk-proj-" + "a1B2c3D4" * 4
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+
+    error = classify_exception(TimeoutError(f"proxy timed out; key {key}, Bearer {token}"))
+
+    assert isinstance(error, ProviderTimeout)
+    assert (
+        str(error) == "timed out: TimeoutError: proxy timed out; key **********, Bearer **********"
+    )
+
+
+def test_redaction_leaves_ordinary_words_and_placeholder_keys_alone() -> None:
+    request = httpx.Request("POST", "http://127.0.0.1/v1", headers={"Authorization": "Bearer k"})
+    message = "missing bearer token for task-queue-worker-pool-alpha; check the key"
+
+    error = classify_exception(httpx.ConnectError(message, request=request))
+
+    assert str(error) == f"could not be reached: ConnectError: {message}"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import types
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -18,6 +20,8 @@ from relaykit import (
     QuotaExceededError,
     RateLimitError,
     Relay,
+    RelayError,
+    RequestValidationError,
     Target,
 )
 from relaykit.classify import classify_exception
@@ -158,6 +162,170 @@ def test_prompt_without_docstring_or_returned_string_says_how_to_fix_it() -> Non
     relay.close()
 
 
+async def test_prompt_without_a_return_annotation_gives_the_answers_text() -> None:
+    async with FakeProvider() as provider:
+        relay = relay_for(provider)
+
+        @relay.prompt()
+        async def greet(name: str):  # type: ignore[no-untyped-def]
+            """Say hello to {name}."""
+
+        provider.script(Reply.ok("Hello, Ada!"))
+        assert await greet("Ada") == "Hello, Ada!"
+        body = provider.requests[0].body
+        assert body is not None and "response_format" not in body
+        await relay.aclose()
+
+
+@pytest.mark.parametrize(
+    "annotation", ["int", "dict[str, str]", "list[Sentiment]", "Sentiment | None", "None"]
+)
+def test_prompt_rejects_a_return_annotation_it_cannot_produce_at_decoration(
+    annotation: str,
+) -> None:
+    relay = Relay(targets=[OpenAICompatible("http://127.0.0.1:9/v1", model="m")])
+
+    def classify(text: str) -> str:
+        """Classify: {text}"""
+
+    classify.__annotations__["return"] = annotation  # a string, as under __future__ annotations
+    with pytest.raises(TypeError) as caught:
+        relay.prompt()(classify)
+    message = str(caught.value)
+    assert f"classify is annotated -> {annotation}," in message
+    assert "-> str (or nothing)" in message and "-> a pydantic model" in message
+    relay.close()
+
+
+# A module that decorates a prompt function before the model it returns is defined.
+_FORECASTS_MODULE = '''
+from __future__ import annotations
+from pydantic import BaseModel
+
+@relay.prompt()
+async def forecast(city: str) -> Forecast:
+    """Forecast for {city}"""
+
+class Forecast(BaseModel):
+    summary: str
+'''
+
+
+async def test_prompt_returning_a_model_defined_further_down_the_module_works() -> None:
+    async with FakeProvider() as provider:
+        relay = relay_for(provider)
+        module = types.ModuleType("forecasts")
+        module.relay = relay  # type: ignore[attr-defined]
+        exec(_FORECASTS_MODULE, module.__dict__)
+
+        provider.script(Reply.ok('{"summary": "sunny"}'))
+        assert await module.forecast("Oslo") == module.Forecast(summary="sunny")
+        body = provider.requests[0].body
+        assert body is not None
+        assert body["response_format"]["json_schema"]["name"] == "Forecast"
+        await relay.aclose()
+
+
+async def test_prompt_return_model_that_is_never_defined_fails_before_the_function_runs() -> None:
+    async with FakeProvider() as provider:
+        relay = relay_for(provider)
+        ran: list[str] = []
+
+        class Place(BaseModel):  # local: the string annotation "Place" cannot see it
+            name: str
+
+        @relay.prompt()
+        async def locate(text: str) -> Place:
+            ran.append(text)
+            return f"Where is {text}?"
+
+        with pytest.raises(TypeError, match=r"locate's annotations cannot be resolved .*'Place'"):
+            await locate("Oslo")
+        assert ran == [] and provider.request_count == 0
+        await relay.aclose()
+
+
+def test_prompt_option_typo_fails_at_decoration_with_a_suggestion() -> None:
+    relay = Relay(targets=[OpenAICompatible("http://127.0.0.1:9/v1", model="m")])
+
+    with pytest.raises(RequestValidationError, match="did you mean 'temperature'") as caught:
+
+        @relay.prompt(temprature=0)
+        def summarize(text: str) -> str:
+            """Summarize: {text}"""
+
+    assert caught.value.field == "temprature"
+    relay.close()
+
+
+async def test_prompt_accepts_call_options_beside_request_arguments() -> None:
+    async with FakeProvider() as provider:
+        relay = relay_for(provider)
+
+        @relay.prompt(max_tokens=5, tenant="acme", extra_body={"top_k": 3})
+        async def greet(name: str) -> str:
+            """Say hello to {name}."""
+
+        await greet("Ada")
+        body = provider.requests[0].body
+        assert body is not None and (body["max_tokens"], body["top_k"]) == (5, 3)
+        await relay.aclose()
+
+
+def test_prompt_refuses_messages_as_an_option() -> None:
+    relay = Relay(targets=[OpenAICompatible("http://127.0.0.1:9/v1", model="m")])
+
+    with pytest.raises(TypeError, match="sets messages= itself"):
+        relay.prompt(messages=[{"role": "user", "content": "hi"}])
+    relay.close()
+
+
+async def test_prompt_docstring_writes_literal_braces_doubled() -> None:
+    async with FakeProvider() as provider:
+        relay = relay_for(provider)
+
+        @relay.prompt()
+        async def classify(text: str) -> Sentiment:
+            """Classify {text}. Answer like {{"label": "...", "confidence": 0.5}}"""
+
+        provider.script(Reply.ok('{"label": "positive", "confidence": 0.9}'))
+        await classify("great!")
+        body = provider.requests[0].body
+        assert body is not None
+        sent = body["messages"][0]["content"]
+        assert sent == 'Classify great!. Answer like {"label": "...", "confidence": 0.5}'
+        await relay.aclose()
+
+
+@pytest.mark.parametrize(
+    ("docstring", "problem"),
+    [
+        ('Classify {text}. Answer like {"label": "..."}', 'uses {"label"}, which is not an arg'),
+        ("Classify {0}", "has the positional field {0}"),
+        ("Classify {}", "has the positional field {}"),
+        ("Classify {text", "is not a valid template"),
+    ],
+)
+async def test_prompt_docstring_mistake_is_a_type_error_saying_how_to_write_braces(
+    docstring: str, problem: str
+) -> None:
+    async with FakeProvider() as provider:
+        relay = relay_for(provider)
+
+        async def classify(text: str) -> str:
+            pass
+
+        classify.__doc__ = docstring
+        prompt_fn = relay.prompt()(classify)
+        with pytest.raises(TypeError) as caught:
+            await prompt_fn("great!")
+        assert f"classify's docstring {problem}" in str(caught.value)
+        assert "str.format template" in str(caught.value)
+        assert "literal braces are written {{ and }}" in str(caught.value)
+        assert provider.request_count == 0
+        await relay.aclose()
+
+
 # --- @resilient around a function that calls a model with the openai SDK -----------------------
 
 
@@ -293,3 +461,56 @@ def test_classify_httpx_status_errors() -> None:
     response = httpx.Response(503, request=request, text="upstream down")
     error = classify_exception(httpx.HTTPStatusError("bad", request=request, response=response))
     assert error.status == 503 and error.retryable
+
+
+async def test_resilient_error_never_shows_the_api_key_the_provider_echoed() -> None:
+    # Too short for the key-shaped safety net: it is found on the SDK's request and redacted.
+    key = "sk-live-SECRET123"
+    async with FakeProvider() as provider:
+        client = openai.AsyncOpenAI(base_url=provider.url, api_key=key, max_retries=0)
+        provider.default = Reply.error(401, f"Incorrect API key provided: {key}")
+
+        @resilient(fallback_models=["gpt-4o-mini"])
+        async def ask(question: str, model: str = "gpt-4o") -> str:
+            answer = await client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": question}]
+            )
+            return answer.choices[0].message.content or ""
+
+        with pytest.raises(AllTargetsFailedError) as caught:
+            await ask("hi")
+        await client.close()
+
+    built: list[BaseException] = []  # every error relaykit wrote, down to the SDK's own
+    for error in [caught.value, *(attempt.error for attempt in caught.value.attempts)]:
+        cause: BaseException | None = error
+        while isinstance(cause, RelayError):
+            built.append(cause)
+            cause = cause.__cause__
+    assert len(built) == 3
+    assert not [text for e in built for text in (str(e), repr(e)) if key in text]
+    assert "Incorrect API key provided: **********" in str(caught.value)
+    assert [r.header("Authorization") for r in provider.requests] == [f"Bearer {key}"] * 2
+
+
+def _ask_defined_in(module: str, calls: list[str]) -> Callable[[str], Awaitable[str]]:
+    """A function named ``ask`` as if defined in ``module``: the qualname is the same for all."""
+
+    async def ask(question: str) -> str:
+        calls.append(module)
+        return f"{module} answers {question}"
+
+    ask.__module__ = module
+    return ask
+
+
+async def test_resilient_functions_named_alike_in_two_modules_do_not_share_a_cache() -> None:
+    calls: list[str] = []
+    cache = Cache(ttl_s=60)
+    billing = resilient(cache=cache)(_ask_defined_in("billing", calls))
+    support = resilient(cache=cache)(_ask_defined_in("support", calls))
+
+    assert await billing("hello") == "billing answers hello"
+    assert await support("hello") == "support answers hello"
+    assert await support("hello") == "support answers hello"
+    assert calls == ["billing", "support"]  # the repeat is a hit, of support's own entry

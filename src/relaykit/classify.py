@@ -13,7 +13,9 @@ import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
+from relaykit._validation import _SECRET_NAMES
 from relaykit.errors import (
     AuthenticationError,
     BadResponseError,
@@ -30,6 +32,7 @@ from relaykit.errors import (
 
 __all__ = [
     "classify_exception",
+    "describe_exception",
     "error_from_http",
     "parse_error_body",
     "retry_after_from_headers",
@@ -174,31 +177,104 @@ def classify_exception(exc: BaseException) -> RelayError | None:
 
     Duck-typed on what those libraries expose (a status code, a response with headers, a body),
     so none of them is imported. None when ``exc`` is no model-call failure at all (a bug in
-    the caller's own code), which must not be retried or fallen back on.
+    the caller's own code), which must not be retried or fallen back on. The error's message
+    never holds the failed request's credentials, even when the provider echoed them; ``exc``
+    itself stays the ``__cause__``, as its library wrote it.
     """
     status = _status_of(exc)
     name = type(exc).__name__
     if status is not None:
-        response = getattr(exc, "response", None)
+        response = _attribute(exc, "response")
         headers = getattr(response, "headers", None) or getattr(exc, "headers", None) or {}
         body = getattr(exc, "body", None)
         if body is None and response is not None:
             body = _response_text(response)
-        error = error_from_http(status, body if body is not None else str(exc), dict(headers))
+        text = _body_text(body) if body is not None else str(exc)
+        error = error_from_http(status, _redact(text, exc), dict(headers))
         error.__cause__ = exc
         return error
     if "Timeout" in name or isinstance(exc, TimeoutError):
-        return ProviderTimeout(f"timed out: {name}: {exc}")
+        return ProviderTimeout(f"timed out: {describe_exception(exc)}")
     if (
         "Connect" in name
         or "Connection" in name
         or (isinstance(exc, OSError) and not isinstance(exc, _LOCAL_OS_ERRORS))
         or type(exc).__module__.split(".")[0] in _HTTP_LIBRARIES
     ):
-        return ProviderConnectionError(f"could not be reached: {name}: {exc}")
+        return ProviderConnectionError(f"could not be reached: {describe_exception(exc)}")
     if "JSONDecode" in name or "Decoding" in name:  # a body the SDK could not parse
-        return BadResponseError(f"sent an answer that could not be read: {name}: {exc}")
+        return BadResponseError(f"sent an answer that could not be read: {describe_exception(exc)}")
     return None
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``"Name: message"`` for a message relaykit builds from a foreign exception, redacted."""
+    return f"{type(exc).__name__}: {_redact(str(exc), exc)}"
+
+
+def _redact(text: str, exc: BaseException) -> str:
+    """``text`` without the credentials the request behind ``exc`` carried, nor API-key shapes.
+
+    relaykit's own backend knows its key; an exception from another SDK does not say which key
+    it used, but the openai SDK, httpx, requests and aiohttp keep the request on it: its
+    credential headers (``Authorization: Bearer <key>``, ``api-key``, ``x-api-key``) and query
+    parameters (``?key=``) are the secrets a provider may echo back in its error.
+    """
+    for secret in sorted(_credentials(exc), key=len, reverse=True):  # a longer key first: it
+        text = text.replace(secret, _MASK)  # may contain a shorter one
+    return _KEY_SHAPES.sub(_MASK, text)
+
+
+_MASK = "**********"
+# Shorter credential values are placeholders ("k", "test"); replacing every occurrence of one
+# would garble the message without hiding anything.
+_MIN_SECRET = 8
+# A safety net behind the credentials found on the exception. A key can reach the echoed text
+# without being on it: an exception raised without its request, a key sent in a body, a proxy
+# echoing another hop's header. Only shapes ordinary error prose never has: an OpenAI-style
+# "sk-" key and a Bearer credential, each of at least 20 characters (an error saying "missing
+# bearer token" keeps its words).
+_KEY_SHAPES = re.compile(r"\bsk-[A-Za-z0-9_-]{20,}|(?<=[Bb]earer )[A-Za-z0-9._~+/-]{20,}=*")
+
+
+def _credentials(exc: BaseException) -> set[str]:
+    found: set[str] = set()
+    requests = (
+        _attribute(exc, "request"),  # openai SDK, httpx, requests
+        _attribute(exc, "request_info"),  # aiohttp
+        _attribute(_attribute(exc, "response"), "request"),
+    )
+    for request in requests:
+        if request is None:
+            continue
+        headers = _attribute(request, "headers")
+        try:
+            pairs = list(headers.items()) if headers is not None else []
+        except Exception:  # not a mapping after all: nothing to learn from it
+            pairs = []
+        url = _attribute(request, "url")
+        pairs += parse_qsl(urlsplit(str(url)).query) if url is not None else []
+        for name, value in pairs:
+            if isinstance(name, str) and isinstance(value, str) and _SECRET_NAMES.search(name):
+                scheme, _, credential = value.strip().partition(" ")
+                found.add(credential.strip() or scheme)  # "Bearer <key>" or a bare key
+    return {secret for secret in found if len(secret) >= _MIN_SECRET}
+
+
+def _attribute(source: Any, name: str) -> Any:
+    # httpx's exceptions raise RuntimeError for a .request that was never set.
+    try:
+        return getattr(source, name, None)
+    except Exception:
+        return None
+
+
+def _body_text(body: Any) -> str:
+    # The openai SDK parses the body (a dict); as text it can be redacted, and error_from_http
+    # parses it again.
+    if isinstance(body, bytes):
+        return body.decode("utf-8", "replace")
+    return body if isinstance(body, str) else json.dumps(body, default=str)
 
 
 # OSErrors that come from the caller's own files, not from the network.

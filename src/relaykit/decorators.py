@@ -1,10 +1,11 @@
 """Decorators: typed prompt functions, and resilience around functions that call models themselves.
 
 ``@relay.prompt()`` turns a typed function into a model call through that Relay: the function's
-docstring (or the string it returns) is the prompt, its arguments fill it, and its return
-annotation decides the result: ``str`` gives the answer's text, a pydantic model gives validated
-structured output (requested as ``response_format: json_schema``). An answer that does not
-validate counts as a failed attempt, so Retry and Fallback handle it like any other failure.
+docstring (a ``str.format`` template) or the string it returns is the prompt, its arguments
+fill it, and its return annotation decides the result: ``str`` (or none) gives the answer's text,
+a pydantic model gives validated structured output (requested as ``response_format:
+json_schema``); any other annotation is refused at decoration. An answer that does not validate
+counts as a failed attempt, so Retry and Fallback handle it like any other failure.
 
 ``@resilient(...)`` wraps a function that calls a model with any SDK (the openai SDK, httpx, ...):
 the same middlewares run around it, the SDK's exceptions are classified into relaykit's taxonomy,
@@ -14,18 +15,22 @@ and fallback calls the function again with the next model.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import copy
 import functools
 import inspect
 import json
+import re
+import string
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, get_type_hints
 
 from pydantic import BaseModel, PrivateAttr, ValidationError
 
+from relaykit._validation import validate_request
 from relaykit.backends.function import FunctionBackend
-from relaykit.classify import classify_exception
+from relaykit.classify import classify_exception, describe_exception
 from relaykit.errors import BadResponseError, InvalidRequestError, RelayError
 from relaykit.pipeline import Middleware
 from relaykit.relay import Relay
@@ -47,24 +52,20 @@ def prompt(
     system: str | None = None,
     **options: Any,
 ) -> Callable[[F], F]:
-    """Make a typed function a model call through ``relay`` (``@relay.prompt(...)``)."""
+    """Make a typed function a model call through ``relay`` (``@relay.prompt(...)``).
+
+    ``options`` are checked here, as ``relay.acomplete`` would check them, so a typo fails at
+    the decorator rather than at the first call. The return annotation must be ``str``, a
+    pydantic model, or absent (text); anything else is a ``TypeError`` at decoration.
+    """
+    call_options: dict[str, Any] = dict(options)
+    if model is not None:
+        call_options["model"] = model
+    _check_options(call_options)
 
     def decorate(fn: F) -> F:
         signature = inspect.signature(fn)
-        returns = get_type_hints(fn).get("return", str)
-        structured = isinstance(returns, type) and issubclass(returns, BaseModel)
-        call_options: dict[str, Any] = dict(options)
-        if model is not None:
-            call_options["model"] = model
-        if structured:
-            call_options["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {
-                    "name": returns.__name__,
-                    "schema": returns.model_json_schema(),
-                    "strict": False,
-                },
-            }
+        answer = _Answer(fn, call_options)
 
         def request_for(args: tuple[Any, ...], kwargs: dict[str, Any], body: Any) -> dict[str, Any]:
             bound = signature.bind(*args, **kwargs)
@@ -73,34 +74,124 @@ def prompt(
             messages = [{"role": "user", "content": text}]
             if system is not None:
                 messages.insert(0, {"role": "system", "content": system})
-            return {"messages": messages, **call_options}
+            return {"messages": messages, **answer.options}
 
-        def check(answer: ChatCompletion) -> None:
-            if structured:
-                _parse(returns, answer)
+        def check(reply: ChatCompletion) -> None:
+            if answer.model is not None:
+                _parse(answer.model, reply)
 
-        def result(answer: ChatCompletion) -> Any:
-            return _parse(returns, answer) if structured else answer.content
+        def result(reply: ChatCompletion) -> Any:
+            return reply.content if answer.model is None else _parse(answer.model, reply)
 
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
+                answer.resolve()
                 body = await fn(*args, **kwargs)
-                answer = await relay.acomplete(validate=check, **request_for(args, kwargs, body))
-                return result(answer)
+                reply = await relay.acomplete(validate=check, **request_for(args, kwargs, body))
+                return result(reply)
 
             return run_async  # type: ignore[return-value]
 
         @functools.wraps(fn)
         def run_sync(*args: Any, **kwargs: Any) -> Any:
+            answer.resolve()
             body = fn(*args, **kwargs)
-            answer = relay.complete(validate=check, **request_for(args, kwargs, body))
-            return result(answer)
+            reply = relay.complete(validate=check, **request_for(args, kwargs, body))
+            return result(reply)
 
         return run_sync  # type: ignore[return-value]
 
     return decorate
+
+
+# relay.acomplete's own keyword arguments (tenant=, cache=, extra_body=, ...): the rest of the
+# options are request fields.
+_CALL_ARGUMENTS = frozenset(
+    name
+    for name, parameter in inspect.signature(Relay.acomplete).parameters.items()
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+)
+_BUILT_BY_PROMPT = {
+    "messages": "the prompt is the docstring or the string the function returns; system= adds "
+    "a system message",
+    "validate": "the return annotation decides how an answer is validated",
+}
+
+
+def _check_options(options: Mapping[str, Any]) -> None:
+    """Reject, at decoration, the options ``relay.acomplete`` would reject at every call."""
+    for name, why in _BUILT_BY_PROMPT.items():
+        if name in options:
+            raise TypeError(f"@relay.prompt sets {name}= itself, so it cannot be an option: {why}")
+    request = {name: value for name, value in options.items() if name not in _CALL_ARGUMENTS}
+    # The same check and message as at the call; the message stands in for the prompt.
+    request["messages"] = [{"role": "user", "content": "(the prompt)"}]
+    validate_request(request, options.get("extra_body"), stream=False)
+
+
+class _Answer:
+    """What a prompt function's answer becomes: text, or a validated pydantic model.
+
+    Resolved from the return annotation at decoration. A string annotation (``from __future__
+    import annotations``) naming a class defined further down the module cannot be resolved
+    then; it is resolved at the first call, when the module has finished loading.
+    """
+
+    def __init__(self, fn: Callable[..., Any], options: dict[str, Any]) -> None:
+        self._fn = fn
+        self._resolved = False
+        self.model: type[BaseModel] | None = None
+        self.options = options  # the call's options; a model adds its response_format
+        with contextlib.suppress(NameError):
+            self._resolve()
+
+    def resolve(self) -> None:
+        """Resolve the annotation now if decoration could not; called before the function runs."""
+        if self._resolved:
+            return
+        try:
+            self._resolve()
+        except NameError as exc:
+            raise TypeError(
+                f"{self._fn.__qualname__}'s annotations cannot be resolved ({exc}); define "
+                "that class at module level, where a string annotation can find it"
+            ) from None
+
+    def _resolve(self) -> None:
+        returns = get_type_hints(self._fn).get("return", str)
+        if isinstance(returns, type) and issubclass(returns, BaseModel):
+            self.model = returns
+            self.options = {
+                **self.options,
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {
+                        "name": returns.__name__,
+                        "schema": returns.model_json_schema(),
+                        "strict": False,
+                    },
+                },
+            }
+        elif returns is not str:
+            written = inspect.get_annotations(self._fn)["return"]
+            raise TypeError(
+                f"{self._fn.__qualname__} is annotated -> "
+                f"{written if isinstance(written, str) else inspect.formatannotation(written)}, "
+                "which @relay.prompt cannot return: annotate -> str (or nothing) for the "
+                "answer's text, or -> a pydantic model for structured output. For a list, a "
+                "number or an optional value, return a model that holds it "
+                "(class Answer(BaseModel): cities: list[City])"
+            )
+        self._resolved = True
+
+
+# How to write a prompt docstring, for every message about one.
+_TEMPLATE_SYNTAX = (
+    "The docstring is a str.format template: {name} is replaced by the argument called name "
+    '(or {self.attribute}), and literal braces are written {{ and }}, e.g. {{"city": ...}}'
+)
 
 
 def _fill(fn: Callable[..., Any], arguments: Mapping[str, Any]) -> str:
@@ -111,10 +202,24 @@ def _fill(fn: Callable[..., Any], arguments: Mapping[str, Any]) -> str:
             "with {placeholders} for its arguments, or return the prompt"
         )
     try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:  # a lone { or }
+        raise TypeError(
+            f"{fn.__qualname__}'s docstring is not a valid template ({exc}). {_TEMPLATE_SYNTAX}"
+        ) from None
+    for field in fields:
+        argument = re.split(r"[.\[]", field, maxsplit=1)[0]  # "self" of {self.persona}
+        if not argument or argument.isdigit():  # {} or {0}: str.format's positional fields
+            raise TypeError(
+                f"{fn.__qualname__}'s docstring has the positional field {{{field}}}, but its "
+                f"fields are filled by argument name. {_TEMPLATE_SYNTAX}"
+            )
+    try:
         return template.format(**arguments)
     except KeyError as exc:
         raise TypeError(
-            f"{fn.__qualname__}'s docstring uses {{{exc.args[0]}}}, which is not an argument"
+            f"{fn.__qualname__}'s docstring uses {{{exc.args[0]}}}, which is not an argument "
+            f"(its arguments: {', '.join(arguments) or 'none'}). {_TEMPLATE_SYNTAX}"
         ) from None
 
 
@@ -159,7 +264,7 @@ def resilient(
     aiohttp or requests are classified (status, Retry-After, timeouts, connection errors) so
     Retry and Fallback decide as they would for a relaykit backend; any other exception is the
     function's own bug and reaches the caller unchanged, with no retry and no fallback. Cache
-    keys are the function's arguments.
+    keys are the function's module, qualified name and arguments.
 
     >>> @resilient(retry=3, fallback_models=["gpt-4o-mini"], timeout=30)
     ... async def ask(question: str, model: str = "gpt-4o") -> str:
@@ -184,12 +289,16 @@ def resilient(
         if retry is not None:
             layers.append(_as_retry(retry))
         relay = Relay(targets=targets, middleware=layers)
+        function_name = f"{fn.__module__}.{fn.__qualname__}"
 
         def request_for(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             key = json.dumps(bound.arguments, sort_keys=True, default=repr)
-            return {"messages": [{"role": "user", "content": key}], "model": fn.__qualname__}
+            # The model names the function, module included: two functions sharing a Cache
+            # must not share entries, and the name must be stable across processes for a
+            # shared store (so no id()).
+            return {"messages": [{"role": "user", "content": key}], "model": function_name}
 
         async def invoke(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             # The call's arguments reach the backend through a context variable, which the
@@ -273,7 +382,7 @@ def _backend(
         except Exception as exc:
             error = classify_exception(exc)
             if error is None:
-                raise _UnclassifiedError(f"raised {type(exc).__name__}: {exc}") from exc
+                raise _UnclassifiedError(f"raised {describe_exception(exc)}") from exc
             raise error from exc
         envelope = _Envelope.model_validate(
             {

@@ -16,6 +16,7 @@ from relaykit import (
     FunctionBackend,
     ProviderError,
     RateLimitError,
+    RelayError,
     StreamInterruptedError,
     SystemClock,
 )
@@ -140,6 +141,28 @@ async def test_an_exception_becomes_a_retryable_provider_error_naming_the_target
     assert caught.value.retryable
     assert caught.value.target == "local"
     assert isinstance(caught.value.__cause__, RuntimeError)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+async def test_a_key_in_the_exception_text_is_masked(stream: bool) -> None:
+    key = "sk-proj-" + "x" * 40
+
+    def leaky(req: ChatRequest) -> str:
+        raise RuntimeError(f"upstream refused key {key}")
+
+    def leaky_pieces(req: ChatRequest) -> Iterator[str]:
+        yield "one"
+        raise RuntimeError(f"upstream refused key {key}")
+
+    with pytest.raises(RelayError) as caught:
+        if stream:
+            backend = FunctionBackend(leaky_pieces, name="local")
+            await (await backend.astream(request(True), context())).completion()
+        else:
+            await FunctionBackend(leaky, name="local").acomplete(request(), context())
+
+    assert "raised RuntimeError: upstream refused key **********" in str(caught.value)
+    assert key not in str(caught.value) and key not in repr(caught.value)
 
 
 async def test_a_relaykit_error_passes_through_with_its_type() -> None:

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import Any
 
+from relaykit.classify import describe_exception
 from relaykit.errors import BadResponseError, ProviderError, RelayError
 from relaykit.pipeline import CallContext
 from relaykit.stream import ChatStream
@@ -62,7 +63,7 @@ class FunctionBackend:
             exc.target = exc.target or self.name
             raise
         except Exception as exc:
-            raise ProviderError(f"raised {type(exc).__name__}: {exc}", target=self.name) from exc
+            raise ProviderError(f"raised {describe_exception(exc)}", target=self.name) from exc
 
     async def acomplete(self, request: ChatRequest, ctx: CallContext) -> ChatCompletion:
         result = await self._call(request)
@@ -140,7 +141,7 @@ class FunctionBackend:
         except RelayError:
             raise
         except Exception as exc:
-            raise ProviderError(f"raised {type(exc).__name__}: {exc}", target=self.name) from exc
+            raise ProviderError(f"raised {describe_exception(exc)}", target=self.name) from exc
         finally:
             # A stream closed early closes the function's generator now, so its ``finally``
             # (freeing a model slot, a file) runs before the caller moves on, not at collection.
