@@ -30,16 +30,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
-import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from relaykit import errors, presets
+from relaykit._config_text import ENV, Expanded, expand, scalar, within, yaml_problem
 from relaykit._validation import best_error, error_path, problem, subpath
 from relaykit.backends.openai_compatible import OpenAICompatible
 from relaykit.errors import ConfigError
@@ -48,7 +46,7 @@ from relaykit.pipeline import Middleware
 from relaykit.target import Target
 
 if TYPE_CHECKING:
-    import yaml
+    pass
 
 __all__ = ["MIDDLEWARE", "build_relay_arguments", "load_config"]
 
@@ -71,39 +69,7 @@ _PRESETS: dict[str, Callable[..., OpenAICompatible]] = {
     "morpheus": presets.morpheus,
     "openai_compatible": presets.openai_compatible,
 }
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-# Text PyYAML quotes in a description: its own token names ('<scalar>'), single characters
-# ('\t', ':') and, in a few descriptions, a name from the file (an alias, an anchor, a tag).
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
-_ONE_CHARACTER = re.compile(r"\\(?:x\w{2}|u\w{4}|U\w{8}|.)|.", re.DOTALL)
-
 MiddlewareEntry = str | dict[str, dict[str, Any] | None]
-
-
-@dataclass(frozen=True, slots=True)
-class _Expanded:
-    """A string that ``${VAR}`` filled in: what the file says and what it became."""
-
-    written: str
-    value: str
-
-    def described(self) -> str:
-        """How an error names this value without showing it: ``the value of ${OPENAI_API_KEY}``.
-
-        A variable's value may be a key, set for another field: ``timeout: ${OPENAI_API_KEY}``.
-        """
-        written = self.written if _ENV.fullmatch(self.written) else repr(self.written)
-        return f"the value of {written}"
-
-    def hidden_in(self, text: str) -> str:
-        """``text`` with every whole occurrence of the value (quoted, bare, or as the number or
-        flag a middleware option read from it) replaced by its description."""
-        if not self.value:
-            return text
-        described = self.described()
-        for form in dict.fromkeys([repr(self.value), self.value, str(_scalar(self.value))]):
-            text = re.sub(rf"(?<!\w){re.escape(form)}(?!\w)", lambda _: described, text)
-        return text
 
 
 class _Strict(BaseModel):
@@ -140,7 +106,7 @@ class RelayConfig(_Strict):
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     routes: dict[str, list[str | TargetConfig]] = Field(default_factory=dict)
     # Which strings ${VAR} filled in, by path, so that errors found later can hide them too.
-    _expanded: dict[str, _Expanded] = PrivateAttr(default_factory=dict)
+    _expanded: dict[str, Expanded] = PrivateAttr(default_factory=dict)
 
 
 def load_config(source: str | Path | Mapping[str, Any]) -> RelayConfig:
@@ -160,14 +126,14 @@ def load_config(source: str | Path | Mapping[str, Any]) -> RelayConfig:
         except UnicodeDecodeError as exc:
             raise ConfigError(str(path), f"is not UTF-8 text (byte {exc.start})") from None
         except yaml.YAMLError as exc:
-            raise ConfigError(str(path), f"is not valid YAML: {_yaml_problem(exc)}") from None
+            raise ConfigError(str(path), f"is not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(raw, Mapping):
         raise ConfigError(
             "config",
             "must be a mapping with 'targets' (and optionally 'middleware', 'strategy', 'routes')",
         )
-    expanded: dict[str, _Expanded] = {}
-    data = _expand(raw, "", expanded)
+    expanded: dict[str, Expanded] = {}
+    data = expand(raw, "", expanded)
     try:
         config = RelayConfig.model_validate(data)
     except ValidationError as exc:
@@ -178,8 +144,8 @@ def load_config(source: str | Path | Mapping[str, Any]) -> RelayConfig:
         elif where in expanded:
             what = problem(error, expanded[where].described())
         else:
-            inside = [e.written for path, e in expanded.items() if _within(path, where)]
-            variables = dict.fromkeys(m.group(0) for w in inside for m in _ENV.finditer(w))
+            inside = [e.written for path, e in expanded.items() if within(path, where)]
+            variables = dict.fromkeys(m.group(0) for w in inside for m in ENV.finditer(w))
             what = problem(error, f"a value using {', '.join(variables)}" if inside else None)
         raise ConfigError(where, what) from None
     config._expanded = expanded
@@ -195,7 +161,7 @@ def build_relay_arguments(config: RelayConfig) -> dict[str, Any]:
         # by its variable instead.
         what = exc.problem
         for path, expanded in config._expanded.items():
-            if _within(path, exc.path):
+            if within(path, exc.path):
                 what = expanded.hidden_in(what)
         raise ConfigError(exc.path, what) from None
 
@@ -283,7 +249,7 @@ def _middleware(entries: Sequence[MiddlewareEntry], where: str) -> list[Middlewa
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
         textual = {p.name for p in parameters if "str" in str(p.annotation)}
         options = {
-            k: _scalar(v) if isinstance(v, str) and k not in textual else v
+            k: scalar(v) if isinstance(v, str) and k not in textual else v
             for k, v in options.items()
         }
         for option, value in options.items():
@@ -330,78 +296,3 @@ def _error_rules(
                 f"...){checks}",
             )
     return rules
-
-
-def _scalar(text: str) -> Any:
-    """``600`` -> 600, ``0.5`` -> 0.5, ``true`` -> True; anything else stays text.
-
-    For middleware options only, which take numbers and flags (``rpm: ${RPM}``); schema
-    fields convert their own way, and a header or a body field must stay the text it was.
-    """
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def _expand(value: Any, where: str, expanded: dict[str, _Expanded]) -> Any:
-    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string, naming the path when unset;
-    ``expanded`` learns, by path, each string that changed."""
-    if isinstance(value, str):
-
-        def substitute(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            found = os.environ.get(name, default)
-            if found is None:
-                raise ConfigError(
-                    where or "config", f"uses ${{{name}}}, which is not set in the environment"
-                )
-            return found
-
-        if not _ENV.search(value):
-            return value
-        expanded[where] = _Expanded(value, _ENV.sub(substitute, value))
-        return expanded[where].value
-    if isinstance(value, Mapping):
-        return {k: _expand(v, subpath(where, k), expanded) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand(v, subpath(where, i), expanded) for i, v in enumerate(value)]
-    return value
-
-
-def _within(path: str, place: str) -> bool:
-    """Whether ``path`` is ``place`` or below it (``targets[1].headers`` is below ``targets``)."""
-    return path == place or path.startswith((f"{place}.", f"{place}["))
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """PyYAML's description of a syntax error and where it is, without the text of the file.
-
-    PyYAML's own message quotes the lines around the mistake, and the line with a missing
-    quote is often the key's (``api_key: "sk-...``); names it took from the file go as well.
-    """
-    import yaml  # loaded already: only a file read by PyYAML fails this way
-
-    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow
-        return f"{exc.reason}: character #x{exc.character:04x} at offset {exc.position}"
-    if not isinstance(exc, yaml.MarkedYAMLError):
-        return "PyYAML could not read it"
-    parts = []
-    for description, mark in ((exc.context, exc.context_mark), (exc.problem, exc.problem_mark)):
-        if description:
-            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            parts.append(f"{_QUOTED.sub(_own_words, description)}{at}")
-    return ", ".join(parts)
-
-
-def _own_words(quoted: re.Match[str]) -> str:
-    """A quoted part of PyYAML's description, unless it is text taken from the file."""
-    text = quoted.group(0)[1:-1]
-    if text.startswith("<") or _ONE_CHARACTER.fullmatch(text):
-        return quoted.group(0)
-    return "(a name from the file, not shown)"
