@@ -14,6 +14,7 @@ from relaykit import (
     CallContext,
     ChatRequest,
     ChatStream,
+    Fallback,
     FunctionBackend,
     Handler,
     OpenAICompatible,
@@ -392,6 +393,34 @@ async def test_a_stream_that_ends_in_time_is_read_to_the_end() -> None:
     assert answer.content == "one two"
     assert stream.ended_cleanly
     assert stream.relay is not None and stream.relay.target == "streamer"
+
+
+async def test_a_stream_continued_on_another_target_keeps_the_attempt_timeout() -> None:
+    clock = FakeClock(auto_advance=False)
+    calls: list[str] = []
+
+    async def breaks(request: ChatRequest) -> AsyncIterator[str]:
+        calls.append("first")
+        yield "one two"
+        raise ConnectionResetError("connection lost")
+
+    relay = Relay(
+        targets=[
+            FunctionBackend(breaks, name="first"),
+            hanging(clock, "dead", calls),
+            answering("alive", calls, text=" three"),
+        ],
+        middleware=[Timeout(attempt_s=2)],
+        strategy=Fallback(continue_streams=True),
+        clock=clock,
+    )
+
+    task, elapsed = await on_fake_time(clock, relay.astream(messages=HI).completion())
+
+    # The continuation asked of "dead" was cut off after its 2 s, as any attempt would be.
+    assert task.result().content == "one two three"
+    assert elapsed == 2.0
+    assert calls == ["first", "dead", "alive"]
 
 
 # --- idle_s ---------------------------------------------------------------------------------------

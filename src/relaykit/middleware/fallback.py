@@ -14,7 +14,9 @@ chunk, before the answer is known).
 to continue the partial answer and the caller sees one uninterrupted stream. Its limits: the
 continuation is a new generation (the next model sees the partial text and is asked to go on
 without repeating, which most models do well but not perfectly); streams that were producing
-tool calls are not continued; the usage of the stream is the continuing target's.
+tool calls are not continued; the usage of the stream is the continuing target's. A
+continuation attempt keeps the time bounds the attempts before it had, and a continued answer
+is not cached.
 """
 
 from __future__ import annotations
@@ -137,9 +139,11 @@ class Fallback:
             result, index = await self._first_answer(chain, 0, request, ctx)
             if self.continue_streams and isinstance(result, ChatStream):
                 first = result._first
-                return ChatStream(
-                    first, self._continued(chain, index, request, ctx, result), target=result.target
-                )
+                # A continuation is asked for after the layers outside (a Timeout) have lifted
+                # their bounds: it gets the ones the attempts before it had.
+                bounds = _Bounds(ctx.deadline, ctx.attempt_timeout_s, ctx.first_token_timeout_s)
+                rest = self._continued(chain, index, request, ctx, result, bounds)
+                return ChatStream(first, rest, target=result.target)
             return result
 
         return fallback
@@ -206,6 +210,7 @@ class Fallback:
         request: ChatRequest,
         ctx: CallContext,
         stream: ChatStream,
+        bounds: _Bounds,
     ) -> AsyncIterator[ChatCompletionChunk]:
         """The rest of ``stream``, continued on the next targets if it breaks."""
         first_id = stream._first.id if stream._first is not None else ""
@@ -232,18 +237,36 @@ class Fallback:
                     ctx.failures.append(Attempt(chain[index].name, exc, 0.0))
                     self._announce(chain, index, ctx, exc, None)
                     continuation = _continuation(request, "".join(text))
+                    lifted = _Bounds(ctx.deadline, ctx.attempt_timeout_s, ctx.first_token_timeout_s)
+                    bounds.apply(ctx)
                     try:
                         result, index = await self._first_answer(
                             chain, index + 1, continuation, ctx
                         )
                     except RelayError:
                         raise exc from exc.__cause__  # nobody could continue it
+                    finally:
+                        lifted.apply(ctx)
                     assert isinstance(result, ChatStream)
                     ctx.continued = True
                     current = result
         finally:
             # Closing early (or failing) must release the upstream stream now, not at GC.
             await current.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class _Bounds:
+    """The time bounds a Timeout puts on the context for the attempts inside it."""
+
+    deadline: float | None
+    attempt_timeout_s: float | None
+    first_token_timeout_s: float | None
+
+    def apply(self, ctx: CallContext) -> None:
+        ctx.deadline = self.deadline
+        ctx.attempt_timeout_s = self.attempt_timeout_s
+        ctx.first_token_timeout_s = self.first_token_timeout_s
 
 
 def _skipped(target: BoundTarget, ctx: CallContext, too_small: int | None) -> bool:
