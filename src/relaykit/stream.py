@@ -99,6 +99,20 @@ class ChatStream:
             chunks_from_completion(completion, include_usage=include_usage), target=target
         )
 
+    @classmethod
+    async def through(
+        cls, stream: ChatStream, chunks: AsyncIterator[ChatCompletionChunk]
+    ) -> ChatStream:
+        """``stream`` as read through ``chunks``, a generator over it that a middleware adds.
+
+        The first chunk has already arrived (``stream`` is committed); taking it through
+        ``chunks`` starts the generator, so closing the new stream early closes ``stream`` too.
+        """
+        first = await anext(chunks)
+        wrapped = cls(first, chunks, target=stream.target)
+        wrapped.relay = stream.relay
+        return wrapped
+
     async def _open(self) -> None:
         opener, self._opener = self._opener, None
         assert opener is not None

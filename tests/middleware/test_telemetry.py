@@ -17,6 +17,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from relaykit import (
     AllTargetsFailedError,
     ChatCompletion,
+    Fallback,
     OpenAICompatible,
     ProviderTimeout,
     Relay,
@@ -195,6 +196,34 @@ async def test_a_stream_span_ends_when_the_stream_is_consumed_with_usage(provide
     assert attr(call, "gen_ai.response.finish_reasons") == ("stop",)
     assert attr(call, "gen_ai.response.id") == completion.id
     assert attempt.end_time <= call.end_time  # type: ignore[operator]
+
+
+async def test_a_continued_stream_has_a_span_for_the_continuing_attempt(traces) -> None:
+    async with FakeProvider() as first, FakeProvider() as second:
+        first.script(Reply.ok("one two three four").drop_after(3))
+        second.script(Reply.ok(" three four"))
+        relay = Relay(
+            targets=[named(first, "first"), named(second, "second")],
+            middleware=[traces.otel()],
+            strategy=Fallback(continue_streams=True),
+        )
+        async with relay:
+            answer = await relay.astream(messages=HI).completion()
+        assert (first.request_count, second.request_count) == (1, 1)
+
+    assert answer.content == "one two three four"
+    [call] = traces.calls()
+    broken, continuing = traces.attempts(call)
+    assert (attr(broken, "relaykit.target"), broken.status.status_code) == (
+        "first",
+        StatusCode.ERROR,
+    )
+    assert (attr(continuing, "relaykit.target"), attr(continuing, "relaykit.attempt")) == (
+        "second",
+        2,
+    )
+    assert continuing.status.status_code == StatusCode.UNSET
+    assert broken.end_time <= continuing.start_time <= call.end_time  # type: ignore[operator]
 
 
 async def test_a_broken_stream_marks_the_call_span_as_failed(provider, traces) -> None:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from relaykit.errors import RelayError
+from relaykit.errors import RelayError, StreamInterruptedError
 from relaykit.events import (
     AttemptFailed,
     AttemptStarted,
@@ -42,7 +42,7 @@ from relaykit.middleware._genai import (
 )
 from relaykit.pipeline import CallContext, Handler, Response
 from relaykit.stream import ChatStream
-from relaykit.types import ChatCompletion, ChatRequest
+from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -165,8 +165,10 @@ class OpenTelemetry:
                     _log.exception("relaykit OpenTelemetry failed to end a stream's span")
 
             result.on_finish(finished)
-        else:
-            self._succeeded(call, ctx, request, result)
+            # Read with this call current, so the attempts a continuation makes (Fallback's
+            # continue_streams) get their spans under this call.
+            return await ChatStream.through(result, _read_as(call, result))
+        self._succeeded(call, ctx, request, result)
         return result
 
     def _succeeded(
@@ -268,6 +270,10 @@ class OpenTelemetry:
 
     def _falling_back(self, call: _CallTrace, e: FallingBack) -> None:
         call.fell_back = True
+        if isinstance(e.error, StreamInterruptedError):  # committed, then broke: it failed
+            for attempt in call.attempts.values():
+                if attempt.target == e.from_target:
+                    attempt.succeeded_ns = None
         self._end_open_attempts(call, e.from_target, e.error)
         call.span.add_event(
             "relaykit.fallback",
@@ -322,6 +328,21 @@ class OpenTelemetry:
             if attempt.succeeded_ns is not None and attempt.target == target:
                 return attempt
         return None
+
+
+async def _read_as(call: _CallTrace, stream: ChatStream) -> AsyncIterator[ChatCompletionChunk]:
+    try:
+        while True:
+            token = _CURRENT.set(call)
+            try:
+                chunk = await anext(stream)
+            except StopAsyncIteration:
+                return
+            finally:
+                _CURRENT.reset(token)
+            yield chunk
+    finally:
+        await stream.aclose()
 
 
 def _error_type(error: BaseException) -> str:

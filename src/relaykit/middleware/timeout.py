@@ -131,13 +131,7 @@ class Timeout:
         self, stream: ChatStream, ctx: CallContext, deadline: float | None, own: bool
     ) -> ChatStream:
         """The same stream, failing with a typed error when it stalls or outlives the deadline."""
-        chunks = self._chunks(stream, ctx, deadline, own)
-        # The first chunk has already arrived (the stream is committed). Taking it through the
-        # watcher starts it, so closing the watched stream early also closes the inner one.
-        first = await anext(chunks)
-        watched = ChatStream(first, chunks, target=stream.target)
-        watched.relay = stream.relay
-        return watched
+        return await ChatStream.through(stream, self._chunks(stream, ctx, deadline, own))
 
     async def _chunks(
         self, stream: ChatStream, ctx: CallContext, deadline: float | None, own: bool
