@@ -585,6 +585,24 @@ async def test_a_provider_echoing_the_key_never_puts_it_in_the_error(
     assert SECRET not in caught.value.message
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+async def test_a_key_echoed_json_escaped_never_reaches_the_error(
+    provider: FakeProvider, backend: BackendFactory, stream: bool
+) -> None:
+    key = 'sk-ab/cd"ef\\gh-0123456789'
+    escaped = json.dumps(key)[1:-1].replace("/", "\\/")  # as PHP's json_encode writes it
+    message = f'"message": "Incorrect API key provided: {escaped}"'
+    body = '{"error": {' + message + ', "type": "auth"}}'
+    provider.script(Reply(kind="fixed", status=401, body=body.encode()))
+
+    with pytest.raises(AuthenticationError) as caught:
+        await ask(backend(provider, api_key=key), stream)
+
+    assert "Incorrect API key provided: **********" in str(caught.value)
+    for form in (key, escaped, json.dumps(key)[1:-1], key.replace("/", "\\/")):
+        assert form not in str(caught.value) and form not in repr(caught.value)
+
+
 async def test_sessions_are_closed_by_aclose_and_reopened_on_use(
     provider: FakeProvider, backend: BackendFactory
 ) -> None:
