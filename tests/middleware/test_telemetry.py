@@ -16,6 +16,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from relaykit import (
     AllTargetsFailedError,
+    Cache,
     ChatCompletion,
     Fallback,
     OpenAICompatible,
@@ -233,8 +234,12 @@ async def test_a_broken_stream_marks_the_call_span_as_failed(provider, traces) -
         with pytest.raises(StreamInterruptedError):
             await relay.astream(messages=HI).completion()
     [call] = traces.calls()
+    [attempt] = traces.attempts(call)
     assert call.status.status_code == StatusCode.ERROR
     assert attr(call, "error.type") == "StreamInterruptedError"
+    # The attempt committed its stream, then broke: it failed too.
+    assert attempt.status.status_code == StatusCode.ERROR
+    assert attr(attempt, "error.type") == "StreamInterruptedError"
 
 
 async def test_a_stream_closed_early_still_ends_its_span(provider, traces) -> None:
@@ -326,6 +331,23 @@ async def test_a_cache_hit_is_marked_cached_with_no_attempt(traces) -> None:
     [span] = traces.spans
     assert (attr(span, "relaykit.cached"), attr(span, "relaykit.attempt")) == (True, 0)
     assert attr(span, "gen_ai.response.id") == "chatcmpl-cached"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+async def test_a_cache_hit_span_names_the_target_that_gave_the_answer(
+    provider, traces, stream: bool
+) -> None:
+    relay = Relay(targets=[named(provider, "main")], middleware=[traces.otel(), Cache()])
+    async with relay:
+        await relay.acomplete(messages=HI)
+        if stream:
+            await relay.astream(messages=HI).completion()
+        else:
+            await relay.acomplete(messages=HI)
+    assert provider.request_count == 1
+    _, hit = traces.calls()
+    assert traces.attempts(hit) == []
+    assert (attr(hit, "relaykit.cached"), attr(hit, "relaykit.target")) == (True, "main")
 
 
 async def test_an_attempt_cut_off_by_a_timeout_ends_with_its_error(traces) -> None:

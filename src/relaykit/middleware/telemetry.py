@@ -183,7 +183,12 @@ class OpenTelemetry:
                 attempt.span.set_attributes(response)
             self._end_attempt(call, number, None)
         span = call.span
-        span.set_attributes(self._route_attributes(call, ctx, request, cached=ctx.attempt == 0))
+        # A cache hit made no attempt: its answer names the target that once gave it.
+        earlier = completion.relay.target if completion.relay is not None else None
+        route = self._route_attributes(
+            call, ctx, request, cached=ctx.attempt == 0, target=ctx.target or earlier
+        )
+        span.set_attributes(route)
         span.set_attributes(response)
         span.end()
 
@@ -191,10 +196,12 @@ class OpenTelemetry:
         self, call: _CallTrace, ctx: CallContext, request: ChatRequest, error: BaseException
     ) -> None:
         error_type = _error_type(error)
+        _note_broken_stream(call, error)
         for number in list(call.attempts):
             self._end_attempt(call, number, error_type)
         span = call.span
-        span.set_attributes(self._route_attributes(call, ctx, request, cached=False))
+        route = self._route_attributes(call, ctx, request, cached=False, target=ctx.target)
+        span.set_attributes(route)
         span.set_attribute("error.type", error_type)
         if isinstance(error, Exception):
             span.record_exception(error)
@@ -202,7 +209,13 @@ class OpenTelemetry:
         span.end()
 
     def _route_attributes(
-        self, call: _CallTrace, ctx: CallContext, request: ChatRequest, *, cached: bool
+        self,
+        call: _CallTrace,
+        ctx: CallContext,
+        request: ChatRequest,
+        *,
+        cached: bool,
+        target: str | None,
     ) -> dict[str, Any]:
         attributes: dict[str, Any] = {
             "gen_ai.system": self.system,
@@ -210,8 +223,8 @@ class OpenTelemetry:
             "relaykit.cached": cached,
             "relaykit.fallback": call.fell_back or len(call.targets) > 1,
         }
-        if ctx.target is not None:
-            attributes["relaykit.target"] = ctx.target
+        if target is not None:
+            attributes["relaykit.target"] = target
         if ctx.tenant is not None:
             attributes["relaykit.tenant"] = ctx.tenant
         if self.capture_content:
@@ -270,10 +283,7 @@ class OpenTelemetry:
 
     def _falling_back(self, call: _CallTrace, e: FallingBack) -> None:
         call.fell_back = True
-        if isinstance(e.error, StreamInterruptedError):  # committed, then broke: it failed
-            for attempt in call.attempts.values():
-                if attempt.target == e.from_target:
-                    attempt.succeeded_ns = None
+        _note_broken_stream(call, e.error)
         self._end_open_attempts(call, e.from_target, e.error)
         call.span.add_event(
             "relaykit.fallback",
@@ -328,6 +338,14 @@ class OpenTelemetry:
             if attempt.succeeded_ns is not None and attempt.target == target:
                 return attempt
         return None
+
+
+def _note_broken_stream(call: _CallTrace, error: BaseException) -> None:
+    """An attempt whose stream committed, then broke, failed: it ends with the error."""
+    if isinstance(error, StreamInterruptedError):
+        for attempt in call.attempts.values():
+            if error.target is None or attempt.target == error.target:
+                attempt.succeeded_ns = None
 
 
 async def _read_as(call: _CallTrace, stream: ChatStream) -> AsyncIterator[ChatCompletionChunk]:
