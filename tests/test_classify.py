@@ -273,6 +273,21 @@ def test_a_key_the_provider_echoes_is_redacted_with_the_request_it_came_from(
     assert error.__cause__ is exc  # the library's own exception, unchanged
 
 
+def test_a_key_echoed_json_escaped_is_redacted_too() -> None:
+    key = "live/8f3k2/SECRET"
+    request = httpx.Request("POST", "http://127.0.0.1/v1", headers={"api-key": key})
+    escaped = key.replace("/", "\\/")  # as PHP's json_encode writes it
+    body = '{"error": {"message": "Incorrect API key provided: ' + escaped + '"}}'
+    response = httpx.Response(401, text=body, request=request)
+    exc = httpx.HTTPStatusError("401", request=request, response=response)
+
+    error = classify_exception(exc)
+
+    assert isinstance(error, AuthenticationError)
+    assert "Incorrect API key provided: **********" in str(error)
+    assert key not in str(error) and escaped not in str(error) and "8f3k2" not in repr(error)
+
+
 def test_a_connection_error_message_hides_the_key_of_its_request() -> None:
     request = httpx.Request("POST", "http://127.0.0.1/v1", headers={"x-api-key": KEY})
     exc = httpx.ConnectError(f"proxy refused x-api-key {KEY}", request=request)

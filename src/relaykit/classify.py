@@ -34,6 +34,7 @@ __all__ = [
     "classify_exception",
     "describe_exception",
     "error_from_http",
+    "mask_secret",
     "parse_error_body",
     "retry_after_from_headers",
 ]
@@ -221,8 +222,20 @@ def _redact(text: str, exc: BaseException) -> str:
     parameters (``?key=``) are the secrets a provider may echo back in its error.
     """
     for secret in sorted(_credentials(exc), key=len, reverse=True):  # a longer key first: it
-        text = text.replace(secret, _MASK)  # may contain a shorter one
+        text = mask_secret(text, secret)  # may contain a shorter one
     return _KEY_SHAPES.sub(_MASK, text)
+
+
+def mask_secret(text: str, secret: str) -> str:
+    """``text`` with ``secret`` masked however it was written: as is, or escaped inside JSON.
+
+    A provider echoing a key in a JSON error body escapes quotes and backslashes, and some
+    encoders (PHP's) a slash too, so each of those forms is masked, not only the plain one.
+    """
+    escaped = json.dumps(secret)[1:-1]
+    for form in dict.fromkeys((escaped.replace("/", "\\/"), escaped, secret)):
+        text = text.replace(form, _MASK)
+    return text
 
 
 _MASK = "**********"

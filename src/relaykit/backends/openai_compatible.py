@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 from pydantic import SecretStr, ValidationError
 
-from relaykit.classify import error_from_http, parse_error_body
+from relaykit.classify import error_from_http, mask_secret, parse_error_body
 from relaykit.errors import (
     BadResponseError,
     InvalidRequestError,
@@ -266,14 +266,7 @@ class OpenAICompatible:
 
     def _redact(self, text: str) -> str:
         key = self._api_key.get_secret_value() if self._api_key else ""
-        if not key:
-            return text
-        # A provider may echo the key inside JSON, escaped: quotes and backslashes always, and
-        # a slash too by some encoders (PHP's), so each written form is masked.
-        escaped = json.dumps(key)[1:-1]
-        for form in dict.fromkeys((escaped.replace("/", "\\/"), escaped, key)):
-            text = text.replace(form, "**********")
-        return text
+        return mask_secret(text, key) if key else text
 
     def _http_error(self, status: int, raw: bytes, headers: Mapping[str, str]) -> RelayError:
         return error_from_http(
