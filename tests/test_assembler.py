@@ -375,3 +375,41 @@ def test_parallel_tool_calls_without_index_are_told_apart_by_id() -> None:
         ("a", "f", "{}"),
         ("b", "g", "[]"),
     ]
+
+
+def test_fields_sent_only_on_later_chunks_and_choice_extras_are_kept() -> None:
+    first = {"id": "chatcmpl-2", "object": "chat.completion.chunk", "created": 1}
+    chunks = [
+        ChatCompletionChunk.model_validate(
+            {**first, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "hi"}}]}
+        ),
+        ChatCompletionChunk.model_validate(
+            {
+                **first,
+                "model": "m",
+                "system_fingerprint": "fp_late",
+                "session_id": "s-1",
+                "choices": [
+                    {"index": 0, "delta": {}, "finish_reason": "stop", "stop_reason": None},
+                ],
+            }
+        ),
+        ChatCompletionChunk.model_validate(
+            {
+                **first,
+                "session_id": "s-2",
+                "choices": [{"index": 0, "delta": {}, "stop_reason": 128009}],
+            }
+        ),
+    ]
+
+    answer = assemble(chunks)
+
+    dumped = answer.model_dump(exclude_none=True)
+    assert (dumped["model"], dumped["system_fingerprint"]) == ("m", "fp_late")
+    assert dumped["session_id"] == "s-1"  # the first value sent wins
+    assert dumped["choices"][0]["stop_reason"] == 128009  # vLLM's, on the choice
+    assert dumped["choices"][0]["finish_reason"] == "stop"
+    # Streaming the assembled answer again and assembling it gives it back, extras included.
+    again = assemble(chunks_from_completion(answer))
+    assert again.model_dump(exclude_none=True) == dumped

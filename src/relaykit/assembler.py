@@ -16,12 +16,15 @@ __all__ = ["StreamAssembler", "chunks_from_completion"]
 # Chunk fields that describe the stream, not the answer: never part of the completion.
 # (OpenAI pads chunks with a random "obfuscation" string against side-channel attacks.)
 _STREAM_ONLY = frozenset({"choices", "usage", "obfuscation"})
+# Top-level fields a server may leave out of the first chunk and send later.
+_LATE_FIELDS = ("model", "created", "system_fingerprint", "service_tier")
 # Delta fields that are not text: they replace, never concatenate.
 _NON_TEXT_DELTA_FIELDS = frozenset({"role", "tool_calls", "function_call"})
 
 
 class _ChoiceState:
     __slots__ = (
+        "choice_extras",
         "extras",
         "finish_reason",
         "function_call",
@@ -37,7 +40,8 @@ class _ChoiceState:
         self.role: str | None = None
         # Text-valued delta fields (content, refusal, reasoning_content, ...) by name, in order.
         self.text: dict[str, list[str]] = {}
-        self.extras: dict[str, Any] = {}
+        self.extras: dict[str, Any] = {}  # the message's
+        self.choice_extras: dict[str, Any] = {}  # the choice's (vLLM's stop_reason, ...)
         self.tool_calls: dict[int, dict[str, Any]] = {}
         self.function_call: dict[str, str] | None = None
         self.finish_reason: str | None = None
@@ -81,6 +85,10 @@ class _ChoiceState:
             self.function_call = fc
         if choice.finish_reason is not None:
             self.finish_reason = choice.finish_reason
+        if choice.__pydantic_extra__:
+            self.choice_extras.update(
+                (k, v) for k, v in choice.__pydantic_extra__.items() if v is not None
+            )
         if choice.logprobs is not None:
             for kind in ("content", "refusal"):
                 entries = getattr(choice.logprobs, kind)
@@ -127,6 +135,7 @@ class _ChoiceState:
         }
         if self.logprobs:
             choice["logprobs"] = self.logprobs
+        choice.update(self.choice_extras)
         return choice
 
 
@@ -147,6 +156,17 @@ class StreamAssembler:
             head = chunk.model_dump(exclude_none=True, exclude=set(_STREAM_ONLY))
             head["object"] = "chat.completion"
             self._head = head
+        else:
+            # Some servers send a field only on a later chunk (system_fingerprint with the
+            # last one, a gateway's session_id): the first value of each is kept.
+            head = self._head
+            for name in _LATE_FIELDS:
+                value = getattr(chunk, name)
+                if value is not None and name not in head:
+                    head[name] = value
+            for name, value in (chunk.__pydantic_extra__ or {}).items():
+                if value is not None and name not in head and name not in _STREAM_ONLY:
+                    head[name] = value
         for choice in chunk.choices:
             state = self._choices.get(choice.index)
             if state is None:
@@ -200,14 +220,9 @@ def chunks_from_completion(
         if choice.logprobs is not None:
             first["logprobs"] = choice.logprobs.model_dump(exclude_none=True)
         chunks.append({**head, "choices": [first]})
-        chunks.append(
-            {
-                **head,
-                "choices": [
-                    {"index": choice.index, "delta": {}, "finish_reason": choice.finish_reason}
-                ],
-            }
-        )
+        last = {"index": choice.index, "delta": {}, "finish_reason": choice.finish_reason}
+        last.update(choice.__pydantic_extra__ or {})  # a choice's extras (vLLM's stop_reason)
+        chunks.append({**head, "choices": [last]})
     if include_usage and completion.usage is not None:
         chunks.append(
             {**head, "choices": [], "usage": completion.usage.model_dump(exclude_none=True)}
