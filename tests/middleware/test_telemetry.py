@@ -91,6 +91,7 @@ async def test_a_call_is_one_client_span_with_one_attempt_span(provider, traces)
     expected = {
         "gen_ai.operation.name": "chat",
         "gen_ai.system": "openai",
+        "gen_ai.provider.name": "openai",
         "gen_ai.request.model": "gpt-4o-mini",
         "gen_ai.request.temperature": 0.5,
         "gen_ai.request.top_p": 0.9,

@@ -219,6 +219,7 @@ class OpenTelemetry:
     ) -> dict[str, Any]:
         attributes: dict[str, Any] = {
             "gen_ai.system": self.system,
+            "gen_ai.provider.name": self.system,  # the newer conventions' name for it
             "relaykit.attempt": ctx.attempt,
             "relaykit.cached": cached,
             "relaykit.fallback": call.fell_back or len(call.targets) > 1,
@@ -248,6 +249,7 @@ class OpenTelemetry:
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat",
             "gen_ai.system": self.system,
+            "gen_ai.provider.name": self.system,  # the newer conventions' name for it
             "relaykit.target": e.target,
             "relaykit.attempt": e.attempt,
         }
