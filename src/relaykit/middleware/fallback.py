@@ -141,8 +141,7 @@ class Fallback:
                 first = result._first
                 # A continuation is asked for after the layers outside (a Timeout) have lifted
                 # their bounds: it gets the ones the attempts before it had.
-                bounds = _Bounds(ctx.deadline, ctx.attempt_timeout_s, ctx.first_token_timeout_s)
-                rest = self._continued(chain, index, request, ctx, result, bounds)
+                rest = self._continued(chain, index, request, ctx, result, _Bounds.of(ctx))
                 return ChatStream(first, rest, target=result.target)
             return result
 
@@ -237,7 +236,7 @@ class Fallback:
                     ctx.failures.append(Attempt(chain[index].name, exc, 0.0))
                     self._announce(chain, index, ctx, exc, None)
                     continuation = _continuation(request, "".join(text))
-                    lifted = _Bounds(ctx.deadline, ctx.attempt_timeout_s, ctx.first_token_timeout_s)
+                    lifted = _Bounds.of(ctx)
                     bounds.apply(ctx)
                     try:
                         result, index = await self._first_answer(
@@ -262,6 +261,10 @@ class _Bounds:
     deadline: float | None
     attempt_timeout_s: float | None
     first_token_timeout_s: float | None
+
+    @classmethod
+    def of(cls, ctx: CallContext) -> _Bounds:
+        return cls(ctx.deadline, ctx.attempt_timeout_s, ctx.first_token_timeout_s)
 
     def apply(self, ctx: CallContext) -> None:
         ctx.deadline = self.deadline
