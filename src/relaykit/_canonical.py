@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import json.encoder
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["canonical_json"]
+__all__ = ["canonical_json", "request_identity"]
+
+# How an answer is delivered, not what is asked: a streamed and a plain call share an identity.
+_DELIVERY = ("stream", "stream_options")
 
 
 def _not_json(value: object) -> Any:
@@ -48,3 +51,16 @@ def _build() -> Callable[[Any], str]:
 canonical_json: Callable[[Any], str] = _build()
 """``value`` as sorted, compact JSON; TypeError, ValueError or RecursionError (a cycle) for
 what JSON cannot hold."""
+
+
+def request_identity(fields: Mapping[str, Any]) -> str | None:
+    """What a request asks, as one text: canonical JSON of ``fields`` without the delivery
+    fields (``stream``, ``stream_options``); None when a value is not JSON (a Python object
+    passed in ``extra_body``). Equal texts ask the same question, which is what a cache keys on.
+    """
+    if "stream" in fields or "stream_options" in fields:
+        fields = {k: v for k, v in fields.items() if k not in _DELIVERY}
+    try:
+        return canonical_json(fields)
+    except (TypeError, ValueError, RecursionError):
+        return None

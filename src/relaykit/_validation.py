@@ -17,8 +17,9 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from relaykit._canonical import request_identity
 from relaykit.errors import RequestValidationError
-from relaykit.types import ChatRequest
+from relaykit.types import ChatRequest, set_request_identity
 
 __all__ = ["best_error", "describe_input", "error_path", "problem", "subpath", "validate_request"]
 
@@ -119,13 +120,24 @@ def _redacted(value: Any) -> Any:
 
 
 def validate_request(
-    request: dict[str, Any], extra_body: Mapping[str, Any] | None, *, stream: bool
+    request: dict[str, Any],
+    extra_body: Mapping[str, Any] | None,
+    *,
+    stream: bool,
+    identify: bool = False,
 ) -> ChatRequest:
     """The caller's keyword arguments as a ChatRequest, or a RequestValidationError naming the
     field; nothing is sent before this passes. Only OpenAI's arguments are accepted (a typo is
-    caught, with a suggestion); provider fields come in ``extra_body``."""
-    unknown = request.keys() - _REQUEST_FIELDS
-    if unknown:
+    caught, with a suggestion); provider fields come in ``extra_body``.
+
+    ``identify`` also records the request's identity (what a cache keys on) from the arguments
+    as given: cheaper than from the validated request, and taken now, so a caller changing its
+    ``messages`` list while the call is under way cannot make the answer cached under the
+    changed question. When the arguments are not plain JSON (pydantic messages), the identity
+    is left to come from the validated request.
+    """
+    if not _REQUEST_FIELDS.issuperset(request):
+        unknown = request.keys() - _REQUEST_FIELDS
         name = sorted(unknown)[0]
         close = difflib.get_close_matches(name, _REQUEST_FIELDS, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
@@ -138,14 +150,19 @@ def validate_request(
             )
         )
         raise RequestValidationError(what, field=name)
+    given = {**extra_body, **request} if extra_body else request
     try:
         # The validator itself: model_validate's wrapper adds a sixth to the cost of every call.
         chat: ChatRequest = ChatRequest.__pydantic_validator__.validate_python(
-            {**(extra_body or {}), **request, "stream": stream}
+            {**given, "stream": stream}
         )
-        return chat
     except ValidationError as exc:
         raise _validation_error(exc) from None
+    if identify:
+        identity = request_identity(given)
+        if identity is not None:
+            set_request_identity(chat, identity)
+    return chat
 
 
 def _validation_error(exc: ValidationError) -> RequestValidationError:

@@ -81,6 +81,9 @@ class Relay:
             }.values()
         )
         self._backends = tuple({id(t.backend): t.backend for t in every_target}.values())
+        # A layer that keys requests by what they ask (Cache) has that identity taken from the
+        # caller's arguments as they are validated; other Relays skip the work.
+        self._identify = any(getattr(layer, "keys_requests", False) for layer in self._layers)
         observers = [layer for layer in self._layers if hasattr(layer, "on_event")]
         self.listeners = (*listeners, *(layer.on_event for layer in observers))
         # What the listeners want, so a call builds only events somebody will read.
@@ -166,7 +169,7 @@ class Relay:
         ``validate(answer)`` may raise ``BadResponseError`` to reject an answer: that attempt
         then counts as failed, and Retry and Fallback handle it like any other failure.
         """
-        chat = validate_request(request, extra_body, stream=False)
+        chat = validate_request(request, extra_body, stream=False, identify=self._identify)
         ctx = self._context(tenant, cache, cache_ttl_s, cache_max_age_s, extra_headers)
         ctx.validate = validate
         try:
@@ -200,7 +203,7 @@ class Relay:
         failure before it raises there, after retries and fallbacks. Invalid arguments raise
         here at once.
         """
-        chat = validate_request(request, extra_body, stream=True)
+        chat = validate_request(request, extra_body, stream=True, identify=self._identify)
         ctx = self._context(tenant, cache, cache_ttl_s, cache_max_age_s, extra_headers)
 
         async def open_stream() -> ChatStream:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from relaykit._canonical import request_identity
+
 __all__ = [
     "AssistantMessage",
     "ChatCompletion",
@@ -224,12 +226,13 @@ class ChatRequest(_Wire):
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
     session_id: str | None = None
 
-    # A slot, not a pydantic private attribute: building a request is on every call's path,
-    # and a private attribute costs a microsecond to set up. model_copy() leaves it unset, so
-    # an edited copy computes its own body.
-    __slots__ = ("_wire",)
+    # Slots, not pydantic private attributes: building a request is on every call's path, and
+    # a private attribute costs a microsecond to set up. model_copy() leaves them unset, so an
+    # edited copy computes its own body and identity.
+    __slots__ = ("_identity", "_wire")
     if TYPE_CHECKING:  # for mypy only: pydantic would make an annotated name a private attribute
         _wire: dict[str, Any]
+        _identity: str | None
 
     def body(self) -> dict[str, Any]:
         """The JSON body to send upstream: set fields only, extras verbatim, by wire name.
@@ -248,6 +251,26 @@ class ChatRequest(_Wire):
             )
             object.__setattr__(self, "_wire", body)
             return body
+
+    def identity(self) -> str | None:
+        """What this request asks, as one text (``relaykit._canonical.request_identity``): the
+        same for a streamed and a plain call, None when a value is not JSON.
+
+        Taken from the caller's arguments as the Relay validated them when a layer asked for
+        it (``set_request_identity``), else from ``body()``; computed once either way.
+        """
+        try:
+            identity: str | None = object.__getattribute__(self, "_identity")
+            return identity
+        except AttributeError:
+            identity = request_identity(self.body())
+            set_request_identity(self, identity)
+            return identity
+
+
+def set_request_identity(request: ChatRequest, identity: str | None) -> None:
+    """Record what ``request`` asks (``request.identity()`` then returns it)."""
+    object.__setattr__(request, "_identity", identity)
 
 
 # --- response ----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from relaykit import (
     Relay,
     StreamInterruptedError,
 )
+from relaykit._validation import validate_request
 from relaykit.decorators import resilient
 from relaykit.errors import CacheMissError
 from relaykit.events import CacheHit, CacheMiss, Event
@@ -24,7 +25,7 @@ from relaykit.middleware.retry import Retry
 from relaykit.stores.cache import FrozenCompletion, MemoryCacheStore
 from relaykit.testing import FakeProvider, Reply
 from relaykit.testing.clock import FakeClock
-from relaykit.types import ChatCompletion, ChatRequest
+from relaykit.types import ChatCompletion, ChatRequest, UserMessage
 
 BackendFactory = Callable[..., OpenAICompatible]  # the conftest fixture `backend`
 HI = [{"role": "user", "content": "hi"}]
@@ -207,6 +208,85 @@ def test_streamed_and_plain_requests_have_one_key() -> None:
         {"messages": HI, "stream": True, "stream_options": {"include_usage": True}}
     )
     assert Cache().key(plain, "t") == Cache().key(streamed, "t")
+
+
+async def test_arguments_changed_while_the_call_is_under_way_do_not_key_its_answer(
+    provider: FakeProvider, backend: BackendFactory
+) -> None:
+    # An outer layer that waits (a queue, a rate limit) gives the caller time to change its
+    # messages list; the answer must still be stored under the question that was sent.
+    provider.script(Reply.ok("answer to one"), Reply.ok("answer to two"))
+    go = asyncio.Event()
+
+    async def wait_for_go(request: ChatRequest, ctx: Any, call_next: Any) -> Any:
+        await go.wait()
+        return await call_next(request, ctx)
+
+    history = ask("one")
+    async with Relay(targets=[backend(provider)], middleware=[wait_for_go, Cache()]) as relay:
+        first = asyncio.create_task(relay.acomplete(messages=history))
+        await asyncio.sleep(0)  # the call has validated its arguments and waits
+        history.append({"role": "user", "content": "two"})
+        go.set()
+        assert (await first).content == "answer to one"
+        longer = await relay.acomplete(messages=history)
+        again = await relay.acomplete(messages=ask("one"))
+    assert longer.content == "answer to two" and longer.relay.cached is False
+    assert again.content == "answer to one" and again.relay.cached is True
+    assert provider.request_count == 2
+
+
+async def test_a_request_replaced_by_an_outer_layer_is_keyed_by_what_it_now_asks(
+    provider: FakeProvider, backend: BackendFactory
+) -> None:
+    provider.script(Reply.ok("for version 1"), Reply.ok("for version 2"))
+    version = 1
+
+    async def system_prompt(request: ChatRequest, ctx: Any, call_next: Any) -> Any:
+        system = {"role": "system", "content": f"prompt version {version}"}
+        edited = ChatRequest.model_validate(
+            {**request.body(), "messages": [system, *request.body()["messages"]]}
+        )
+        return await call_next(edited, ctx)
+
+    async with Relay(targets=[backend(provider)], middleware=[system_prompt, Cache()]) as relay:
+        first = await relay.acomplete(messages=HI)
+        version = 2
+        second = await relay.acomplete(messages=HI)
+        third = await relay.acomplete(messages=HI)
+    assert (first.content, second.content, third.content) == (
+        "for version 1",
+        "for version 2",
+        "for version 2",
+    )
+    assert third.relay.cached is True
+    assert provider.request_count == 2
+
+
+async def test_messages_given_as_models_are_cached_too(
+    provider: FakeProvider, relay_with: Any
+) -> None:
+    relay = relay_with()
+    for _ in range(3):
+        await relay.acomplete(messages=[UserMessage(role="user", content="hi")], temperature=0)
+    assert provider.request_count == 1
+
+
+def test_identity_from_the_arguments_leaves_out_only_how_the_answer_is_delivered() -> None:
+    def identity(request: dict[str, Any], extra_body: Any = None, stream: bool = False) -> Any:
+        return validate_request(request, extra_body, stream=stream, identify=True).identity()
+
+    given = {"messages": HI, "temperature": 0.5}
+    extra = {"top_k": {"b": 1, "a": [1, 2]}}
+    plain = identity(given, extra)
+    assert plain is not None
+    assert plain == identity({**given, "stream_options": {"include_usage": True}}, extra, True)
+    assert plain == identity({"temperature": 0.5, "messages": HI}, {"top_k": {"a": [1, 2], "b": 1}})
+    assert plain != identity({**given, "temperature": 0.6}, extra)
+    assert plain != identity(given, {"top_k": {"b": 1, "a": [2, 1]}})
+    # Without the arguments (an edited copy, a request built directly) it comes from the body.
+    request = ChatRequest.model_validate({**given, "stream": False, **extra})
+    assert request.identity() == request.model_copy().identity() is not None
 
 
 # --- time -----------------------------------------------------------------------------------

@@ -1,12 +1,18 @@
 """Cache: answer a repeated request from a store instead of asking a provider again.
 
-**The key** is a 128-bit blake2b hash of the request's canonical JSON — ``request.body()`` with
-sorted keys — which holds every field the caller set: ``messages``, ``model`` (the name or route
-alias the caller asked for), ``temperature``, ``top_p``, ``max_tokens``, ``stop``, ``seed``,
-``tools``, ``tool_choice``, ``response_format``, ``n``, ``logprobs``, ``user`` and provider extras
-from ``extra_body``. Only ``stream`` and ``stream_options`` are left out, so a streamed and a
-plain call share one entry. Not in the key: ``extra_headers``, and which target or upstream model
-answers — give each differently configured Relay its own ``namespace=`` when they share a store.
+**The key** is a 128-bit blake2b hash of the request's identity (``ChatRequest.identity()``):
+canonical JSON, sorted keys, of every argument the caller gave — ``messages``, ``model`` (the
+name or route alias the caller asked for), ``temperature``, ``top_p``, ``max_tokens``, ``stop``,
+``seed``, ``tools``, ``tool_choice``, ``response_format``, ``n``, ``logprobs``, ``user`` and
+provider extras from ``extra_body``. Only ``stream`` and ``stream_options`` are left out, so a
+streamed and a plain call share one entry. The Relay takes it from the arguments as it validates
+them (so a call whose arguments it accepted is keyed by exactly those, before any layer runs);
+when they are not plain JSON (pydantic message objects), or a layer before the Cache replaced the
+request, it comes from the validated request's body instead. Arguments that differ only in form
+(``temperature=1`` and ``1.0``, an explicit ``None``) may then make two entries for one
+question; never one entry for two. Not in the key: ``extra_headers``, and which target or
+upstream model answers — give each differently configured Relay its own ``namespace=`` when they
+share a store.
 
 The hash is prefixed by the namespace and the tenant (``Relay.acomplete(..., tenant=...)``), each
 length-prefixed, so one tenant never reads another's answer and no two (namespace, tenant)
@@ -41,7 +47,6 @@ from dataclasses import dataclass
 from hashlib import blake2b
 
 from relaykit._background import BackgroundTasks
-from relaykit._canonical import canonical_json
 from relaykit._checks import positive_seconds
 from relaykit.errors import CacheMissError, RelayError
 from relaykit.events import CacheHit, CacheMiss
@@ -54,7 +59,6 @@ __all__ = ["Cache"]
 
 _log = logging.getLogger("relaykit")
 
-_UNKEYED = frozenset({"stream", "stream_options"})
 _TRUNCATED = frozenset({"length", "content_filter"})
 
 
@@ -108,6 +112,9 @@ class Cache:
     >>> await relay.acomplete(messages=msgs, tenant="acme", cache_max_age_s=60)
     """
 
+    # Tells the Relay to take each request's identity as it validates the arguments.
+    keys_requests = True
+
     def __init__(
         self,
         *,
@@ -139,13 +146,12 @@ class Cache:
         return f"Cache(ttl_s={self.ttl_s:g}, store={self.store!r}, namespace={self.namespace!r})"
 
     def key(self, request: ChatRequest, tenant: str | None = None) -> str | None:
-        """The store key of ``request`` for ``tenant``; None when its body is not JSON."""
-        body = request.body()
-        try:
-            text = canonical_json({k: v for k, v in body.items() if k not in _UNKEYED})
-        except (TypeError, ValueError, RecursionError):
-            return None  # a Python object in extra_body (a FunctionBackend's): not cacheable
-        digest = blake2b(text.encode(), digest_size=16).hexdigest()
+        """The store key of ``request`` for ``tenant``; None when the request is not JSON (a
+        Python object in ``extra_body``, for a FunctionBackend): such a call is not cached."""
+        identity = request.identity()
+        if identity is None:
+            return None
+        digest = blake2b(identity.encode(), digest_size=16).hexdigest()
         owner = "-" if tenant is None else f"{len(tenant)}:{tenant}"
         return f"{self._prefix}{owner}:{digest}"
 
