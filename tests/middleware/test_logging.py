@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -266,6 +267,38 @@ async def test_reconfiguring_structlog_after_building_the_relay_takes_effect(min
         "relaykit.attempt_ok",
         "relaykit.completed",
     ]
+
+
+async def test_a_logger_structlog_caches_keeps_its_configuration_like_the_apps_own(
+    min_level: Any,
+) -> None:
+    # With cache_logger_on_first_use, structlog fixes a logger's configuration at its first
+    # use; Logging's logger follows the same rule as the app's own loggers.
+    lines: list[str] = []
+
+    class Lines:
+        def msg(self, message: str) -> None:
+            lines.append(message)
+
+        info = error = msg
+
+    structlog.configure(
+        processors=[structlog.processors.JSONRenderer()],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=lambda *args: Lines(),
+        cache_logger_on_first_use=True,
+    )
+    app_log = structlog.get_logger("app")
+    relay = Relay(targets=[FunctionBackend(lambda r: "ok", name="fn")], middleware=[Logging()])
+    app_log.info("app.first")
+    await relay.acomplete(messages=HI)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    app_log.info("app.second")
+    await relay.acomplete(messages=HI)
+    events_written = [json.loads(line)["event"] for line in lines]
+    assert events_written == [
+        "app.first", "relaykit.completed", "app.second", "relaykit.completed"
+    ]  # fmt: skip
 
 
 class RecordingLogger:

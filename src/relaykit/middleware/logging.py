@@ -63,7 +63,7 @@ from relaykit.events import (
 )
 from relaykit.pipeline import CallContext, Handler, Response
 from relaykit.stream import ChatStream
-from relaykit.types import ChatCompletion, ChatRequest, Usage
+from relaykit.types import ChatCompletion, ChatRequest
 
 __all__ = ["Logging"]
 
@@ -171,24 +171,23 @@ class Logging:
         self, request: ChatRequest, ctx: CallContext, completion: ChatCompletion, *, stream: bool
     ) -> None:
         try:
-            log = self._enabled(self._levelno)
-            if log is None:
-                return
-            fields = _completion_fields(
-                ctx.target,
-                completion.model,
-                ctx.attempt,
-                ctx.clock.now() - ctx.started,
-                completion.usage,
-                ctx.attempt == 0,
-                stream,
-                ctx.tenant,
+            if self._enabled(self._levelno) is None:
+                return  # the messages are not even dumped
+            completed = Completed(
+                target=ctx.target,
+                model=completion.model,
+                attempts=ctx.attempt,
+                latency_s=ctx.clock.now() - ctx.started,
+                usage=completion.usage,
+                cached=ctx.attempt == 0,
+                stream=stream,
+                tenant=ctx.tenant,
             )
-            fields["messages"] = [
-                m.model_dump(mode="json", exclude_none=True) for m in request.messages
-            ]
-            fields["answer"] = completion.content
-            getattr(log, self.level)("relaykit.completed", **fields)
+            self._completed(
+                completed,
+                messages=[m.model_dump(mode="json", exclude_none=True) for m in request.messages],
+                answer=completion.content,
+            )
         except Exception:  # a logging failure never fails the call or breaks the stream
             _log.exception("relaykit Logging failed to log a completed call")
 
@@ -203,27 +202,46 @@ class Logging:
     def _enabled(self, levelno: int) -> Any | None:
         """The logger to write with, or None when ``levelno`` is filtered out."""
         if self._proxy is not None:
-            config = structlog.get_config()
-            key = (
-                config["processors"],
-                config["wrapper_class"],
-                config["logger_factory"],
-                config["context_class"],
-            )
-            if key != self._config_key:
-                self._bound = self._proxy.bind()
-                self._check = _level_check(self._bound)
-                self._config_key = key
+            self._follow_configuration(self._proxy)
         check = self._check
         return self._bound if check is None or check(levelno) else None
 
-    def _completed(self, e: Completed) -> None:
+    def _follow_configuration(self, proxy: BoundLoggerLazyProxy) -> None:
+        config = structlog.get_config()
+        key = (
+            config["processors"],
+            config["wrapper_class"],
+            config["logger_factory"],
+            config["context_class"],
+        )
+        if key != self._config_key:
+            self._bound = proxy.bind()
+            self._check = _level_check(self._bound)
+            self._config_key = key
+            if "bind" in vars(proxy):
+                # structlog cached the logger (cache_logger_on_first_use): the proxy now keeps
+                # it whatever the configuration becomes, so there is nothing left to follow.
+                self._proxy = None
+
+    def _completed(self, e: Completed, **content: Any) -> None:
+        """The one line of a successful call; ``content`` adds messages and answer."""
         log = self._enabled(self._levelno)
         if log is not None:
-            fields = _completion_fields(
-                e.target, e.model, e.attempts, e.latency_s, e.usage, e.cached, e.stream, e.tenant
+            usage = e.usage
+            getattr(log, self.level)(
+                "relaykit.completed",
+                target=e.target,
+                model=e.model,
+                latency_ms=_ms(e.latency_s),
+                attempts=e.attempts,
+                prompt_tokens=None if usage is None else usage.prompt_tokens,
+                completion_tokens=None if usage is None else usage.completion_tokens,
+                total_tokens=None if usage is None else usage.total_tokens,
+                tenant=e.tenant,
+                cached=e.cached,
+                stream=e.stream,
+                **content,
             )
-            getattr(log, self.level)("relaykit.completed", **fields)
 
     def _failed(self, e: Failed) -> None:
         log = self._enabled(_ERROR)
@@ -325,30 +343,6 @@ def _level_check(logger: Any) -> Callable[[int], bool] | None:
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 3)
-
-
-def _completion_fields(
-    target: str | None,
-    model: str | None,
-    attempts: int,
-    latency_s: float,
-    usage: Usage | None,
-    cached: bool,
-    stream: bool,
-    tenant: str | None,
-) -> dict[str, Any]:
-    return {
-        "target": target,
-        "model": model,
-        "latency_ms": _ms(latency_s),
-        "attempts": attempts,
-        "prompt_tokens": usage.prompt_tokens if usage is not None else None,
-        "completion_tokens": usage.completion_tokens if usage is not None else None,
-        "total_tokens": usage.total_tokens if usage is not None else None,
-        "tenant": tenant,
-        "cached": cached,
-        "stream": stream,
-    }
 
 
 def _error_fields(error: RelayError) -> dict[str, Any]:
