@@ -180,8 +180,10 @@ class Relay:
             raise
         if isinstance(result, ChatStream):  # a middleware answered with a stream: read it all
             result = await result.completion()
-        info = _info(ctx, result.relay)
-        set_relay_info(result, info)
+        earlier = result.relay
+        info = _info(ctx, earlier)
+        if info is not earlier:  # a cache hit's answer says how it was served already
+            set_relay_info(result, info)
         if Completed in ctx.observed:
             self._completed(ctx, result, info, stream=False)
         return result

@@ -140,8 +140,9 @@ class MemoryCacheStore:
         return len(self._entries)
 
     async def get(self, key: str, now: float) -> CachedCompletion | None:
-        entry = self._entries.get(key)
-        if entry is None:
+        try:  # LRUCache.get would look the key up twice
+            entry = self._entries[key]
+        except KeyError:
             return None
         frozen, stored_at, expires_at = entry
         if now >= expires_at:
