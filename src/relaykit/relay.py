@@ -249,17 +249,15 @@ class Relay:
                 f"cache must be one of {', '.join(map(repr, _CACHE_MODES))}, got {cache!r}",
                 field="cache",
             )
-        return CallContext(
-            clock=self.clock,
-            started=self.clock.now(),
-            listeners=self.listeners,
-            observed=self._observed,
-            tenant=tenant,
-            cache=cache,
-            cache_ttl_s=cache_ttl_s,
-            cache_max_age_s=cache_max_age_s,
-            extra_headers=extra_headers,
-        )
+        # The Relay's part by position, the call's part by assignment: matching nine keyword
+        # arguments against nineteen fields cost each call a third of a microsecond.
+        ctx = CallContext(self.clock, self.clock.now(), self.listeners, self._observed)
+        ctx.tenant = tenant
+        ctx.cache = cache
+        ctx.cache_ttl_s = cache_ttl_s
+        ctx.cache_max_age_s = cache_max_age_s
+        ctx.extra_headers = extra_headers
+        return ctx
 
     def _completed(
         self, ctx: CallContext, completion: ChatCompletion, info: RelayInfo, *, stream: bool
