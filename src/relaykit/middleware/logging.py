@@ -227,6 +227,8 @@ class Logging:
         """The one line of a successful call; ``content`` adds messages and answer."""
         log = self._enabled(self._levelno)
         if log is not None:
+            if content:  # bound, so the plain line is written without unpacking a dict
+                log = log.bind(**content)
             usage = e.usage
             getattr(log, self.level)(
                 "relaykit.completed",
@@ -240,7 +242,6 @@ class Logging:
                 tenant=e.tenant,
                 cached=e.cached,
                 stream=e.stream,
-                **content,
             )
 
     def _failed(self, e: Failed) -> None:
