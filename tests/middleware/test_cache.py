@@ -272,6 +272,23 @@ async def test_messages_given_as_models_are_cached_too(
     assert provider.request_count == 1
 
 
+async def test_a_request_holding_a_python_object_is_answered_but_never_cached() -> None:
+    class Handle:  # what a FunctionBackend's caller may pass along: not JSON
+        pass
+
+    answered: list[str] = []
+
+    def answer(request: ChatRequest) -> str:
+        answered.append(type((request.model_extra or {})["handle"]).__name__)
+        return "ok"
+
+    relay = Relay(targets=[FunctionBackend(answer, name="fn")], middleware=[Cache()])
+    for _ in range(2):
+        result = await relay.acomplete(messages=HI, extra_body={"handle": Handle()})
+        assert result.content == "ok" and result.relay.cached is False
+    assert answered == ["Handle", "Handle"]
+
+
 def test_identity_from_the_arguments_leaves_out_only_how_the_answer_is_delivered() -> None:
     def identity(request: dict[str, Any], extra_body: Any = None, stream: bool = False) -> Any:
         return validate_request(request, extra_body, stream=stream, identify=True).identity()
