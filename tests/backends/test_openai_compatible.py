@@ -20,6 +20,7 @@ from relaykit import (
     CallContext,
     ChatCompletion,
     ChatRequest,
+    ChatStream,
     ContextWindowError,
     InvalidRequestError,
     OpenAICompatible,
@@ -81,6 +82,17 @@ async def ask(backend: OpenAICompatible, stream: bool, **fields: Any) -> ChatCom
         answer = await backend.astream(request(True, **fields), context())
         return await answer.completion()
     return await backend.acomplete(request(**fields), context())
+
+
+async def stream_from(url: str, **options: Any) -> tuple[ChatStream, ChatCompletion]:
+    """Stream one answer from the server at ``url`` to its end, with a backend of its own that
+    is closed afterwards; the stream and its assembled answer."""
+    client = OpenAICompatible(url, api_key="sk-test", model="m", **options)
+    try:
+        stream = await client.astream(request(True), context())
+        return stream, await stream.completion()
+    finally:
+        await client.aclose()
 
 
 def without_id(completion: ChatCompletion) -> dict[str, Any]:
@@ -674,12 +686,7 @@ async def test_a_last_finishing_event_without_its_blank_line_ends_the_stream_cle
     body = sse_chunk({"role": "assistant", "content": "Hel"}) + b"\n\n"
     body += sse_chunk({"content": "lo"}, finish_reason="stop")
     async with raw_sse_server(body) as (url, received):
-        client = OpenAICompatible(url, api_key="sk-test", model="m", name="raw")
-        try:
-            stream = await client.astream(request(True), context())
-            answer = await stream.completion()
-        finally:
-            await client.aclose()
+        stream, answer = await stream_from(url, name="raw")
 
     assert answer.content == "Hello"
     assert answer.choices[0].finish_reason == "stop"
@@ -692,15 +699,10 @@ async def test_a_stream_ending_mid_answer_without_a_blank_line_is_still_broken()
         sse_chunk({"role": "assistant", "content": "Hel"}) + b"\n\n" + sse_chunk({"content": "lo"})
     )
     async with raw_sse_server(body) as (url, _):
-        client = OpenAICompatible(url, api_key="sk-test", model="m", name="raw")
-        try:
-            stream = await client.astream(request(True), context())
-            with pytest.raises(
-                StreamInterruptedError, match="before the answer was finished"
-            ) as caught:
-                await stream.completion()
-        finally:
-            await client.aclose()
+        with pytest.raises(
+            StreamInterruptedError, match="before the answer was finished"
+        ) as caught:
+            await stream_from(url, name="raw")
 
     assert caught.value.partial.content == "Hello"
 
@@ -709,11 +711,7 @@ async def test_a_byte_that_is_not_utf8_in_a_stream_is_replaced_not_raised() -> N
     body = sse_chunk({"role": "assistant", "content": "caf"}).replace(b"caf", b"caf\xff")
     body += b"\n\n" + sse_chunk({}, finish_reason="stop") + b"\n\ndata: [DONE]\n\n"
     async with raw_sse_server(body) as (url, _):
-        client = OpenAICompatible(url, api_key="sk-test", model="m", name="raw")
-        try:
-            answer = await (await client.astream(request(True), context())).completion()
-        finally:
-            await client.aclose()
+        _, answer = await stream_from(url, name="raw")
 
     assert answer.content == "caf\ufffd"
     assert answer.choices[0].finish_reason == "stop"
@@ -779,12 +777,7 @@ async def test_a_server_that_ignores_stream_true_is_still_served_as_a_stream() -
         ],
     }
     async with raw_json_server(whole) as url:
-        client = OpenAICompatible(url, api_key="sk-test", model="m")
-        try:
-            stream = await client.astream(request(True), context())
-            answer = await stream.completion()
-        finally:
-            await client.aclose()
+        stream, answer = await stream_from(url)
     assert answer.content == "Hi" and stream.ended_cleanly
 
 
@@ -839,10 +832,5 @@ async def mislabelled_server(body: bytes, content_type: str) -> AsyncIterator[st
 )
 async def test_a_mislabelled_body_is_read_for_what_it_is(body: bytes, content_type: str) -> None:
     async with mislabelled_server(body, content_type) as url:
-        client = OpenAICompatible(url, api_key="sk-test", model="m")
-        try:
-            stream = await client.astream(request(True), context())
-            answer = await stream.completion()
-        finally:
-            await client.aclose()
+        _, answer = await stream_from(url)
     assert answer.content == "Hi"
