@@ -27,7 +27,17 @@ _CACHE_MODES = get_args(CacheMode)
 
 
 class Strategy(Protocol):
-    """How a Relay uses its targets: turns the bound targets into one handler."""
+    """How a Relay uses its targets: turns the bound targets into one handler.
+
+    ``build`` runs once per chain, when the Relay is constructed (so a strategy checks its
+    options against the targets there, and keeps per-chain state in what it returns). Each
+    ``BoundTarget`` has the target's ``name`` and its ``handler``: its middleware around one
+    upstream request. The handler returned answers a call or raises a ``RelayError``.
+
+    >>> class FirstOnly:
+    ...     def build(self, targets):
+    ...         return targets[0].handler
+    """
 
     def build(self, targets: Sequence[BoundTarget]) -> Handler: ...
 

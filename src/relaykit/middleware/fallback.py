@@ -26,18 +26,18 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from relaykit._rules import ErrorRule, check_rules, matches
+from relaykit._rules import ErrorRule, check_rules
 from relaykit.errors import (
     AllTargetsFailedError,
     Attempt,
     BadResponseError,
     ContextWindowError,
-    InvalidRequestError,
     RelayError,
     StreamInterruptedError,
 )
 from relaykit.events import FallingBack
 from relaykit.pipeline import CallContext, Handler, Response
+from relaykit.strategies._route import failed_for_good, moves_on, skipped
 from relaykit.stream import ChatStream
 from relaykit.target import BoundTarget
 from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest
@@ -121,11 +121,7 @@ class Fallback:
 
     def moves_on(self, error: RelayError) -> bool:
         """Whether ``error`` from one target should send the call to the next one."""
-        if self.error_rules is None:
-            return isinstance(error, ContextWindowError) or not isinstance(
-                error, InvalidRequestError
-            )
-        return matches(error, self.error_rules)
+        return moves_on(error, self.error_rules)
 
     def rejected_by(self, answer: ChatCompletion) -> AnswerCheck | None:
         return next((c for c in self.answer_checks if c.check(answer)), None)
@@ -155,7 +151,7 @@ class Fallback:
         this_pass = len(ctx.failures)
         for index in range(start, len(chain)):
             target = chain[index]
-            if _skipped(target, ctx, too_small):
+            if skipped(target, ctx, too_small):
                 continue
             started = ctx.clock.now()
             try:
@@ -184,7 +180,7 @@ class Fallback:
         raise AllTargetsFailedError(
             ctx.failures,
             latest=ctx.failures[this_pass:],
-            exhausted=all(_failed_for_good(t, ctx) for t in chain),
+            exhausted=all(failed_for_good(t, ctx) for t in chain),
         )
 
     def _announce(
@@ -197,7 +193,7 @@ class Fallback:
     ) -> None:
         if FallingBack not in ctx.observed:
             return
-        following = (t for t in chain[index + 1 :] if not _skipped(t, ctx, too_small))
+        following = (t for t in chain[index + 1 :] if not skipped(t, ctx, too_small))
         upcoming = next(following, None)
         if upcoming is not None:
             ctx.emit(FallingBack(chain[index].name, upcoming.name, error))
@@ -270,18 +266,6 @@ class _Bounds:
         ctx.deadline = self.deadline
         ctx.attempt_timeout_s = self.attempt_timeout_s
         ctx.first_token_timeout_s = self.first_token_timeout_s
-
-
-def _skipped(target: BoundTarget, ctx: CallContext, too_small: int | None) -> bool:
-    window = target.target.context_window
-    if too_small is not None and window is not None and window <= too_small:
-        return True
-    return _failed_for_good(target, ctx)
-
-
-def _failed_for_good(target: BoundTarget, ctx: CallContext) -> bool:
-    """A target that failed for good in this call (auth, quota, ...) is not asked again."""
-    return any(a.target == target.name and not a.error.retryable for a in ctx.failures)
 
 
 def _has_tool_calls(partial: ChatCompletion) -> bool:
