@@ -16,7 +16,7 @@ relaykit with ``Logging()``, LiteLLM with a ``CustomLogger`` callback writing th
 (its way of logging a call).
 
 Each side warms up, then runs 5 rounds (relaykit and LiteLLM alternate round by round, so drift
-on the machine hits both); a round's N is chosen so it lasts about ``ROUND_S``. After a round
+on the machine hits both); a round's N is chosen so it lasts about 0.4 s. After a round
 the work it left behind (LiteLLM logs and writes its cache in background tasks and threads) is
 waited for, so it is charged to the library that caused it. Reported per side: the median over
 rounds of the mean time per call on the caller's path, of the CPU time per call (every thread,
@@ -29,213 +29,24 @@ are LiteLLM / relaykit; the goals are judged on CPU per call.
 
 Nothing reaches the network: LiteLLM's remote lookups are switched off by environment variables
 set before it is imported, and a guard refuses (and reports) any DNS lookup or connection to a
-host that is not local.
+host that is not local. The rounds, the guard and the report are benchmarks/harness.py's.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import gc
-import json
 import logging
 import os
-import platform
-import socket
-import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any
 
-# LiteLLM fetches its model cost map (and a few other files) from GitHub at import time unless
-# told not to; these must be set before the first `import litellm`.
-for _var in (
-    "LITELLM_LOCAL_MODEL_COST_MAP",
-    "LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS",
-    "LITELLM_LOCAL_BLOG_POSTS",
-    "LITELLM_LOCAL_POLICY_TEMPLATES",
-    "LITELLM_LOCAL_AUTOROUTER_PRESETS",
-):
-    os.environ[_var] = "True"
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("LITELLM_LOG", "WARNING")
+from harness import Side, figure, import_litellm, in_turns, save, setup, write_results
 
-ROUNDS = 5
-ROUND_S = 0.4  # seconds per round per side: 5 rounds x 2 sides x 3 scenarios ~ 12 s of timing
-QUICK_ROUND_S = 0.02
 PROMPT = [{"role": "user", "content": "Say hi."}]
-
-
-# --- network guard ---------------------------------------------------------------------------
-
-_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0", ""}
-blocked: list[str] = []
-
-
-def _install_network_guard() -> None:
-    """Refuse DNS lookups and connections to anything but this machine, and remember them.
-
-    A benchmark that silently waited on a DNS timeout would measure the network, not the
-    library; a refused lookup fails at once and is reported at the end.
-    """
-    real_getaddrinfo = socket.getaddrinfo
-    real_connect = socket.socket.connect
-    real_connect_ex = socket.socket.connect_ex
-
-    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        name = host.decode() if isinstance(host, bytes) else str(host or "")
-        if name not in _LOCAL_HOSTS:
-            blocked.append(f"DNS lookup of {name}")
-            raise socket.gaierror(socket.EAI_NONAME, f"network disabled by benchmark: {name}")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    def allowed(sock: socket.socket, address: Any) -> bool:
-        if sock.family not in (socket.AF_INET, socket.AF_INET6):
-            return True  # unix sockets, socketpairs of the event loop
-        return isinstance(address, tuple) and str(address[0]) in _LOCAL_HOSTS
-
-    def connect(self: socket.socket, address: Any) -> None:
-        if not allowed(self, address):
-            blocked.append(f"connect to {address}")
-            raise ConnectionRefusedError(f"network disabled by benchmark: {address}")
-        real_connect(self, address)
-
-    def connect_ex(self: socket.socket, address: Any) -> int:
-        if not allowed(self, address):
-            blocked.append(f"connect to {address}")
-            return 111  # ECONNREFUSED
-        return real_connect_ex(self, address)
-
-    socket.getaddrinfo = getaddrinfo
-    socket.socket.connect = connect  # type: ignore[method-assign, assignment]
-    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign, assignment]
-
-
-# --- measurement -----------------------------------------------------------------------------
-
-Call = Callable[[int], Awaitable[Any]]
-
-
-@dataclass
-class Side:
-    """One library's half of a scenario: ``call(i)`` makes call number ``i``."""
-
-    call: Call
-    check: Callable[[Any], str | None]  # returns a problem with a result, or None
-    close: Callable[[], Awaitable[None]] | None = None
-    n: int = 0
-    per_call_s: float = 0.0
-    next_i: int = 0
-    round_means_us: list[float] = field(default_factory=list)
-    samples_ns: list[int] = field(default_factory=list)
-    deferred_us: list[float] = field(default_factory=list)
-    round_cpu_us: list[float] = field(default_factory=list)
-
-    async def warm_up(self, seconds: float, min_calls: int) -> None:
-        """Run until warm, check the answer, and size a round from the observed cost."""
-        await self._one()  # fills the cache where there is one
-        await asyncio.sleep(0.01)  # real-time: LiteLLM writes its cache in a background task
-        problem = self.check(await self._one())
-        if problem:
-            raise RuntimeError(problem)
-        started = time.perf_counter()
-        calls = 0
-        while calls < min_calls or time.perf_counter() - started < seconds:
-            await self._one()
-            calls += 1
-        self.per_call_s = (time.perf_counter() - started) / calls
-
-    async def _one(self) -> Any:
-        i = self.next_i
-        self.next_i += 1
-        return await self.call(i)
-
-    async def run_round(self) -> None:
-        gc.collect()
-        clock = time.perf_counter_ns
-        call = self.call
-        samples = self.samples_ns
-        start_i = self.next_i
-        self.next_i += self.n
-        cpu_began = time.process_time()
-        began = clock()
-        for i in range(start_i, start_i + self.n):
-            t0 = clock()
-            await call(i)
-            samples.append(clock() - t0)
-        self.round_means_us.append((clock() - began) / self.n / 1000)
-        self.deferred_us.append(await settle() / self.n * 1e6)
-        # Every thread's CPU from the first call until the work the round left has finished.
-        self.round_cpu_us.append((time.process_time() - cpu_began) / self.n * 1e6)
-
-    def stats(self) -> dict[str, Any]:
-        ordered = sorted(self.samples_ns)
-        return {
-            "us_per_call": statistics.median(self.round_means_us),
-            "round_means_us": [round(m, 3) for m in self.round_means_us],
-            "p50_us": _percentile(ordered, 50) / 1000,
-            "p99_us": _percentile(ordered, 99) / 1000,
-            "deferred_us_per_call": statistics.median(self.deferred_us),
-            "cpu_us_per_call": statistics.median(self.round_cpu_us),
-            "round_cpu_us": [round(c, 3) for c in self.round_cpu_us],
-            "calls_per_round": self.n,
-            "calls": len(ordered),
-        }
-
-
-# Tasks that live as long as the loop (LiteLLM's logging worker waiting on its queue): settle()
-# does not wait for them to finish, only for the work they are handed.
-_resident: set[asyncio.Task[Any]] = set()
-
-
-async def settle(limit_s: float = 5.0) -> float:
-    """Let the work a round left behind finish before the next round starts; its seconds.
-
-    LiteLLM logs and writes its cache in background tasks and runs part of its logging in a
-    thread pool. Left running during the other side's round, that work would be charged to the
-    wrong library; waited for here, it is charged to the round that caused it (in
-    ``cpu_us_per_call``). The seconds returned are those the event loop stayed busy
-    (``deferred_us_per_call``).
-    """
-    current = asyncio.current_task()
-    started = time.perf_counter()
-    busy_until = started
-    quiet = 0
-    while quiet < 3 and time.perf_counter() - started < limit_s:
-        if _litellm_backlog() or any(
-            t is not current and t not in _resident and not t.done() for t in asyncio.all_tasks()
-        ):
-            quiet = 0
-            await asyncio.sleep(0)  # the loop runs the pending work
-            busy_until = time.perf_counter()
-            continue
-        # The loop is idle: sleep (burning no CPU of this thread) while other threads finish.
-        others = _other_threads_cpu()
-        await asyncio.sleep(0.001)
-        quiet = quiet + 1 if _other_threads_cpu() - others < 10e-6 else 0
-    return busy_until - started
-
-
-def _other_threads_cpu() -> float:
-    return time.process_time() - time.thread_time()
-
-
-def _litellm_backlog() -> bool:
-    worker = getattr(
-        sys.modules.get("litellm.litellm_core_utils.logging_worker"), "GLOBAL_LOGGING_WORKER", None
-    )
-    queue = getattr(worker, "_queue", None)
-    return queue is not None and not queue.empty()
-
-
-def _percentile(ordered: list[int], pct: float) -> float:
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return float(ordered[index])
 
 
 @dataclass
@@ -248,8 +59,9 @@ class Scenario:
     result: dict[str, Any] = field(default_factory=dict)
 
 
-async def measure(scenario: Scenario, round_s: float, rounds: int, quick: bool) -> None:
-    sides: dict[str, Side] = {}
+async def measure(scenario: Scenario, quick: bool) -> None:
+    """Both sides of ``scenario`` in rounds of ~0.4 s taken in turns (the harness's method)."""
+    sides: list[Side] = []
     skipped: dict[str, str] = {}
     for label, build in (
         ("relaykit", scenario.build_relaykit),
@@ -262,30 +74,11 @@ async def measure(scenario: Scenario, round_s: float, rounds: int, quick: bool) 
         if isinstance(side, str):
             skipped[label] = side
         else:
-            sides[label] = side
-    try:
-        for label, side in list(sides.items()):
-            try:
-                await side.warm_up(seconds=0.05 if quick else 0.3, min_calls=3 if quick else 20)
-            except Exception as exc:  # report the scenario as not comparable, keep measuring
-                skipped[label] = f"{type(exc).__name__}: {exc}"
-                del sides[label]
-                if side.close is not None:
-                    await side.close()
-                continue
-            side.n = max(3, min(200_000, round(round_s / side.per_call_s)))
-        await asyncio.sleep(0.05 if quick else 0.3)  # real-time: let warm-up's leftovers finish
-        current = asyncio.current_task()
-        _resident.update(t for t in asyncio.all_tasks() if t is not current and not t.done())
-        await settle()
-        for _ in range(rounds):
-            for side in sides.values():  # alternate, so both sides see the same machine
-                await side.run_round()
-    finally:
-        for side in sides.values():
-            if side.close is not None:
-                await side.close()
-    stats = {label: side.stats() for label, side in sides.items()}
+            side.label = label
+            sides.append(side)
+    measured = await in_turns(sides, quick=quick)
+    stats = {label: s for label, s in measured.items() if isinstance(s, dict)}
+    skipped.update({label: s for label, s in measured.items() if isinstance(s, str)})
     ratio = path_ratio = None
     if "relaykit" in stats and "litellm" in stats:
         ratio = stats["litellm"]["cpu_us_per_call"] / stats["relaykit"]["cpu_us_per_call"]
@@ -383,7 +176,7 @@ def _relaykit_side(relay: Any, messages_for: Callable[[int], Any], *, cached: bo
     async def call(i: int) -> Any:
         return await relay.acomplete(messages=messages_for(i))
 
-    return Side(call=call, check=check_cached, close=relay.aclose)
+    return Side("relaykit", call, check=check_cached, close=relay.aclose)
 
 
 def relaykit_baseline() -> Side | str:
@@ -452,28 +245,6 @@ def _distinct(i: int) -> list[dict[str, str]]:
 
 # --- LiteLLM side ----------------------------------------------------------------------------
 
-_litellm: Any = None
-
-
-def _import_litellm() -> Any:
-    global _litellm
-    if _litellm is None:
-        litellm: Any = import_module("litellm")
-
-        # No telemetry, no callbacks, no debug banners: the Router as a library user runs it,
-        # with LiteLLM's own logger at its default WARNING level.
-        litellm.telemetry = False
-        litellm.suppress_debug_info = True
-        litellm.set_verbose = False
-        litellm.disable_hf_tokenizer_download = True
-        litellm.callbacks = []
-        litellm.success_callback = []
-        litellm.failure_callback = []
-        logging.getLogger("LiteLLM").setLevel(logging.WARNING)
-        logging.getLogger("LiteLLM Router").setLevel(logging.WARNING)
-        _litellm = litellm
-    return _litellm
-
 
 def _deployment(model_name: str) -> dict[str, Any]:
     return {
@@ -518,7 +289,7 @@ def _log_line_callback() -> Any:
 
 
 def _litellm_side(router: Any, messages_for: Callable[[int], Any], *, cached: bool) -> Side:
-    litellm = _litellm
+    litellm = import_litellm()
 
     def check(result: Any) -> str | None:
         content = result.choices[0].message.content
@@ -536,7 +307,7 @@ def _litellm_side(router: Any, messages_for: Callable[[int], Any], *, cached: bo
         litellm.cache = None  # Router(cache_responses=True) installs a process-wide cache
         litellm.callbacks = []  # so are callbacks
 
-    return Side(call=call, check=check, close=close)
+    return Side("litellm", call, check=check, close=close)
 
 
 def _litellm_cache_hint() -> str:
@@ -554,14 +325,14 @@ def _litellm_cache_hint() -> str:
 
 
 def litellm_baseline() -> Side | str:
-    litellm = _import_litellm()
+    litellm = import_litellm()
     litellm.cache = None
     router = litellm.Router(model_list=[_deployment("m")])
     return _litellm_side(router, lambda i: PROMPT, cached=False)
 
 
 def litellm_full(*, hits: bool) -> Side | str:
-    litellm = _import_litellm()
+    litellm = import_litellm()
     litellm.cache = litellm.Cache(type="local")
     litellm.callbacks = [_log_line_callback()]  # relaykit's side has Logging()
     router = litellm.Router(
@@ -575,7 +346,7 @@ def litellm_full(*, hits: bool) -> Side | str:
 
 
 def litellm_cache_only() -> Side | str:
-    litellm = _import_litellm()
+    litellm = import_litellm()
     litellm.cache = litellm.Cache(type="local")
     router = litellm.Router(model_list=[_deployment("m")], cache_responses=True)
     return _litellm_side(router, _repeated, cached=True)
@@ -684,14 +455,9 @@ def print_table(results: list[dict[str, Any]]) -> None:
     print()
 
 
-def plot(results: list[dict[str, Any]], path: Path) -> None:
+def plot(results: list[dict[str, Any]]) -> Any:
     """Grouped bars of CPU per call on a log scale, a tick at the caller's-path time, ratios."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 5.2), dpi=120)
+    fig, ax = figure()
     width = 0.38
     heights_all: list[float] = []
     for offset, side, color, label in (
@@ -749,78 +515,44 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     )
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3, fontsize=8, frameon=False)
     ax.grid(axis="y", which="both", alpha=0.25)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
-
-
-async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    round_s = QUICK_ROUND_S if args.quick else ROUND_S
+async def run(quick: bool) -> list[dict[str, Any]]:
     results = []
     for scenario in scenarios():
         print(f"measuring {scenario.name} ...", flush=True)
-        await measure(scenario, round_s, ROUNDS, args.quick)
+        await measure(scenario, quick)
         results.append(scenario.result)
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="tiny rounds: a smoke test, not a measurement"
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path(__file__).resolve().parent / "results",
-        help="directory for overhead.png and overhead.json (default: benchmarks/results)",
-    )
-    args = parser.parse_args(argv)
-
-    _install_network_guard()
+    args = setup(__doc__, argv)
     _configure_structlog()
     started = time.perf_counter()
     imported = time.perf_counter()
-    _import_litellm()
+    import_litellm()
     litellm_import_s = time.perf_counter() - imported
 
-    results = asyncio.run(run(args))
+    results = asyncio.run(run(args.quick))
     print_table(results)
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    report = {
-        "meta": {
-            "quick": args.quick,
-            "rounds": ROUNDS,
-            "round_s": QUICK_ROUND_S if args.quick else ROUND_S,
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "relaykit": _version("relaykit"),
-            "litellm": _version("litellm"),
-            "litellm_import_s": round(litellm_import_s, 2),
-            "wall_s": round(time.perf_counter() - started, 2),
-            "network_attempts_blocked": blocked,
-            "method": (
-                "median over rounds of the mean µs per call (path) and of CPU µs per call "
-                "(every thread, until the work a round left has finished); p50/p99 over single "
-                "calls"
-            ),
-        },
-        "scenarios": results,
-    }
-    (args.out / "overhead.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(results, args.out / "overhead.png")
-    print(f"wrote {args.out / 'overhead.json'} and {args.out / 'overhead.png'}")
-    if blocked:
-        print(f"WARNING: {len(blocked)} network attempt(s) were blocked: {sorted(set(blocked))}")
+    json_path = write_results(
+        "overhead",
+        args,
+        results,
+        method=(
+            "median over rounds (taken in turns) of the mean µs per call (path) and of CPU µs "
+            "per call (every thread, until the work a round left has finished); p50/p99 over "
+            "single calls"
+        ),
+        compared=["litellm"],
+        litellm_import_s=round(litellm_import_s, 2),
+        wall_s=round(time.perf_counter() - started, 2),
+    )
+    png_path = save(plot(results), "overhead", args)
+    print(f"wrote {json_path} and {png_path}")
     return 0
 
 

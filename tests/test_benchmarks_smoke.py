@@ -25,7 +25,7 @@ def test_overhead_benchmark_quick_run_writes_its_chart_and_numbers(tmp_path: Pat
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((tmp_path / "overhead.json").read_text())
     assert report["meta"]["network_attempts_blocked"] == []
-    scenarios = {s["scenario"]: s for s in report["scenarios"]}
+    scenarios = {s["scenario"]: s for s in report["results"]}
     assert list(scenarios) == [
         "baseline",
         "full features (cache miss)",
