@@ -47,9 +47,9 @@ from relaykit.middleware.retry import Retry, RetryBudget
 from relaykit.middleware.telemetry import OpenTelemetry
 from relaykit.middleware.timeout import Timeout
 from relaykit.pipeline import CallContext, Handler, Middleware
-from relaykit.relay import Relay, Strategy
+from relaykit.relay import Relay
 from relaykit.stream import ChatStream
-from relaykit.target import BoundTarget, Target
+from relaykit.target import BoundTarget, Strategy, Target
 from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest, RelayInfo, Usage
 
 __all__ = [

@@ -5,41 +5,33 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self, TypeVar, get_args
+from typing import Any, Self, TypeVar, get_args
 
 from relaykit._loop_thread import LoopThread
 from relaykit._sync_stream import SyncChatStream
 from relaykit._validation import validate_request
 from relaykit.backends.base import Backend
+from relaykit.capabilities import (
+    ClosesResources,
+    KeysRequests,
+    ObservesEvents,
+    RetriesCalls,
+    WantsEvents,
+    check_capabilities,
+)
 from relaykit.clock import Clock, SystemClock
 from relaykit.errors import ConfigError, RelayError, RequestValidationError
-from relaykit.events import ALL_EVENTS, Completed, Failed, Listener
+from relaykit.events import ALL_EVENTS, Completed, Event, Failed, Listener
 from relaykit.middleware.fallback import Fallback
 from relaykit.pipeline import CacheMode, CallContext, Handler, Middleware, Response, compose
 from relaykit.stream import ChatStream
-from relaykit.target import BoundTarget, Target
+from relaykit.target import Strategy, Target
 from relaykit.types import ChatCompletion, ChatRequest, RelayInfo, set_relay_info
 
 __all__ = ["Relay", "Strategy", "SyncChatStream"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _CACHE_MODES = get_args(CacheMode)
-
-
-class Strategy(Protocol):
-    """How a Relay uses its targets: turns the bound targets into one handler.
-
-    ``build`` runs once per chain, when the Relay is constructed (so a strategy checks its
-    options against the targets there, and keeps per-chain state in what it returns). Each
-    ``BoundTarget`` has the target's ``name`` and its ``handler``: its middleware around one
-    upstream request. The handler returned answers a call or raises a ``RelayError``.
-
-    >>> class FirstOnly:
-    ...     def build(self, targets):
-    ...         return targets[0].handler
-    """
-
-    def build(self, targets: Sequence[BoundTarget]) -> Handler: ...
 
 
 class Relay:
@@ -82,23 +74,30 @@ class Relay:
             }.values()
         )
         _reject_stacked_retries(self.middleware, every_target)
-        # A middleware that observes events (Logging, telemetry) offers an ``on_event`` method;
-        # it becomes a listener, so observing costs nothing in the call path.
-        self._layers = tuple(
+        # Typed as objects: what a layer offers beyond __call__ is asked with isinstance below.
+        self._layers: tuple[object, ...] = tuple(
             {
                 id(m): m
                 for m in (*self.middleware, *(m for t in every_target for m in t.middleware))
             }.values()
         )
+        # The optional capabilities (relaykit.capabilities) are read here, once; a near miss of
+        # one of their names is refused rather than left silently off.
+        for layer in self._layers:
+            check_capabilities("middleware", layer)
+        for listener in listeners:
+            check_capabilities("listener", listener)
         self._backends = tuple({id(t.backend): t.backend for t in every_target}.values())
-        # A layer that keys requests by what they ask (Cache) has that identity taken from the
-        # caller's arguments as they are validated; other Relays skip the work.
-        self._identify = any(getattr(layer, "keys_requests", False) for layer in self._layers)
-        observers = [layer for layer in self._layers if hasattr(layer, "on_event")]
+        self._identify = any(
+            isinstance(layer, KeysRequests) and layer.keys_requests for layer in self._layers
+        )
+        observers = [layer for layer in self._layers if isinstance(layer, ObservesEvents)]
         self.listeners = (*listeners, *(layer.on_event for layer in observers))
-        # What the listeners want, so a call builds only events somebody will read.
-        self._observed = frozenset().union(
-            *(getattr(source, "wants", ALL_EVENTS) for source in (*listeners, *observers))
+        self._observed = frozenset[type[Event]]().union(
+            *(
+                source.wants if isinstance(source, WantsEvents) else ALL_EVENTS
+                for source in (*listeners, *observers)
+            )
         )
         self._handler = compose(self.middleware, self._router())
         self._loop = LoopThread()
@@ -294,9 +293,8 @@ class Relay:
         for backend in self._backends:
             await backend.aclose()
         for layer in self._layers:
-            aclose = getattr(layer, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            if isinstance(layer, ClosesResources):
+                await layer.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -367,7 +365,9 @@ def _reject_stacked_retries(outer: Sequence[Middleware], targets: Sequence[Targe
         (f"target {t.label!r}", layer) for t in targets for layer in t.middleware
     ]
     retries = [
-        where for where, layer in places if getattr(layer, "stacks_with_retry", True) is False
+        where
+        for where, layer in places
+        if isinstance(layer, RetriesCalls) and layer.stacks_with_retry is False
     ]
     if len(retries) > 1 and ("middleware" in retries or len(set(retries)) < len(retries)):
         raise ValueError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from relaykit.backends.base import Backend
 from relaykit.errors import ProviderTimeout, RelayError
@@ -11,7 +12,7 @@ from relaykit.events import AttemptFailed, AttemptStarted, AttemptSucceeded
 from relaykit.pipeline import CallContext, Handler, Middleware, Response, compose
 from relaykit.types import ChatCompletion, ChatRequest
 
-__all__ = ["BoundTarget", "Target"]
+__all__ = ["BoundTarget", "Strategy", "Target"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,11 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class BoundTarget:
-    """A target with its composed handler, as strategies (Fallback, ...) receive it."""
+    """A target with its composed handler, as strategies (Fallback, ...) receive it.
+
+    ``await bound.handler(request, ctx)`` makes one attempt on this target, through its own
+    middleware; ``name`` is the label errors and events use for it.
+    """
 
     target: Target
     handler: Handler
@@ -69,6 +74,22 @@ class BoundTarget:
     @property
     def name(self) -> str:
         return self.target.label
+
+
+class Strategy(Protocol):
+    """How a Relay uses its targets: turns the bound targets into one handler.
+
+    ``build`` runs once per chain, when the Relay is constructed (so a strategy checks its
+    options against the targets there, and keeps per-chain state in what it returns). Each
+    ``BoundTarget`` has the target's ``name`` and its ``handler``: its middleware around one
+    upstream request. The handler returned answers a call or raises a ``RelayError``.
+
+    >>> class FirstOnly:
+    ...     def build(self, targets):
+    ...         return targets[0].handler
+    """
+
+    def build(self, targets: Sequence[BoundTarget]) -> Handler: ...
 
 
 def _upstream(backend: Backend, name: str) -> Handler:
