@@ -42,9 +42,6 @@ class BackgroundTasks:
         """Whether any task is still running: a cheap check before ``await drain()``."""
         return bool(self._tasks)
 
-    def __len__(self) -> int:
-        return len(self._tasks)
-
     def __repr__(self) -> str:
         return f"BackgroundTasks(running={len(self._tasks)})"
 

@@ -24,7 +24,7 @@ from relaykit import (
     Target,
 )
 from relaykit.events import Event, Retrying
-from relaykit.middleware.retry import Retry, RetryBudget, RetryPolicy
+from relaykit.middleware.retry import Backoff, GiveUp, Retry, RetryBudget, RetryPolicy
 from relaykit.pipeline import CallContext, Handler, Middleware, Response
 from relaykit.testing import FakeProvider, Reply
 from relaykit.testing.clock import FakeClock
@@ -378,25 +378,29 @@ def error(kind: type[RelayError] = ProviderError, **fields: float | None) -> Rel
 
 def test_policy_decides_without_a_clock() -> None:
     policy = RetryPolicy(attempts=3, base_delay_s=0.5, max_wait_s=60.0, jitter=False)
-    assert policy.decide(error(), 1, 0.0, None) == 0.5
-    assert policy.decide(error(), 2, 0.0, None) == 1.0
-    assert policy.decide(error(), 3, 0.0, None) is None  # attempts used up
-    assert policy.decide(error(QuotaExceededError), 1, 0.0, None) is None
-    assert policy.decide(error(RateLimitError, retry_after=7.0), 1, 0.0, None) == 7.0
-    assert policy.decide(error(RateLimitError, retry_after=61.0), 1, 0.0, None) is None
-    assert policy.decide(error(), 1, 0.0, remaining_s=0.4) is None
-    assert policy.decide(error(), 1, 0.0, remaining_s=0.6) == 0.5
+    assert policy.decide(error(), 1, 0.0, None) == Backoff(0.5)
+    assert policy.decide(error(), 2, 0.0, None) == Backoff(1.0)
+    assert policy.decide(error(), 3, 0.0, None) == GiveUp("relaykit: gave up after 3 attempts")
+    assert policy.decide(error(QuotaExceededError), 1, 0.0, None) == GiveUp()  # says it itself
+    assert policy.decide(error(RateLimitError, retry_after=7.0), 1, 0.0, None) == Backoff(7.0)
+    too_long = policy.decide(error(RateLimitError, retry_after=61.0), 1, 0.0, None)
+    assert isinstance(too_long, GiveUp) and "more than max_wait_s=60" in str(too_long.note)
+    past_deadline = policy.decide(error(), 1, 0.0, remaining_s=0.4)
+    assert isinstance(past_deadline, GiveUp) and "would pass the deadline" in str(
+        past_deadline.note
+    )
+    assert policy.decide(error(), 1, 0.0, remaining_s=0.6) == Backoff(0.5)
 
 
 def test_policy_jitter_scales_the_backoff_by_the_draw() -> None:
     policy = RetryPolicy(base_delay_s=2.0)
-    assert policy.decide(error(), 2, 0.0, None, draw=0.25) == 1.0
+    assert policy.decide(error(), 2, 0.0, None, draw=0.25) == Backoff(1.0)
 
 
 def test_policy_never_retries_a_broken_stream() -> None:
     policy = RetryPolicy(retry_on=(lambda _: True,))
     broken = StreamInterruptedError("broke", partial=None)
-    assert policy.decide(broken, 1, 0.0, None) is None
+    assert policy.decide(broken, 1, 0.0, None) == GiveUp()
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias, cast
 
 from relaykit._checks import positive_seconds, whole_number
 from relaykit._rules import ErrorRule, check_rules, matches
@@ -34,7 +34,16 @@ from relaykit.types import ChatRequest
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
-__all__ = ["Retry", "RetryBudget", "RetryPolicy", "StopStrategy", "WaitStrategy"]
+__all__ = [
+    "Backoff",
+    "GiveUp",
+    "Retry",
+    "RetryBudget",
+    "RetryDecision",
+    "RetryPolicy",
+    "StopStrategy",
+    "WaitStrategy",
+]
 
 WaitStrategy = Callable[["RetryCallState"], float]
 """A tenacity ``wait_*`` object (or any callable of a RetryCallState giving seconds)."""
@@ -58,12 +67,31 @@ _DEFAULT_BUDGET: Final = _Default()
 
 
 @dataclass(frozen=True, slots=True)
+class Backoff:
+    """Retry after waiting ``delay_s`` seconds (0: at once)."""
+
+    delay_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    """Do not retry. ``note`` says why, for the error the caller gets; None when the error
+    says it itself (it is not a failure this policy retries)."""
+
+    note: str | None = None
+
+
+RetryDecision: TypeAlias = Backoff | GiveUp
+"""What ``RetryPolicy.decide`` answers: wait and call again, or give up (and why)."""
+
+
+@dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Decides, without a clock or a network, whether a failure is retried and after how long.
 
     >>> policy = RetryPolicy(attempts=3, base_delay_s=0.5, jitter=False)
     >>> policy.decide(ProviderError("answered 503"), 1, elapsed_s=0.2, remaining_s=None)
-    0.5
+    Backoff(delay_s=0.5)
     """
 
     attempts: int = 3
@@ -108,45 +136,31 @@ class RetryPolicy:
         remaining_s: float | None,
         *,
         draw: float = 1.0,
-    ) -> float | None:
-        """Seconds to wait before the next attempt, or None to give up now.
+    ) -> RetryDecision:
+        """Whether to call again after ``error``, and after how long; or why not.
 
         ``attempt_number`` counts attempts made so far (1 after the first failure),
         ``elapsed_s`` is the time since the call started, ``remaining_s`` the time left before
         its deadline (None: no deadline), and ``draw`` a uniform number in [0, 1) for full
         jitter (the middleware passes ``ctx.clock.random()``; 1.0 gives the jitter's ceiling).
         """
-        verdict = self.verdict(error, attempt_number, elapsed_s, remaining_s, draw=draw)
-        return verdict if isinstance(verdict, float) else None
-
-    def verdict(
-        self,
-        error: RelayError,
-        attempt_number: int,
-        elapsed_s: float,
-        remaining_s: float | None,
-        *,
-        draw: float = 1.0,
-    ) -> float | str | None:
-        """``decide``, but a refusal says why: a note for the error, or None when the error
-        itself says it (it is not retryable)."""
         if not self.retries(error):
-            return None
+            return GiveUp()
         if self.stop is None and attempt_number >= self.attempts:
-            return _gave_up(attempt_number)
+            return GiveUp(_gave_up(attempt_number))
         tenacity_given = self.wait is not None or self.stop is not None
         state = _state(error, attempt_number, elapsed_s) if tenacity_given else None
         if error.retry_after is not None:
             delay = float(error.retry_after)
             if delay > self.max_wait_s:
-                return (
+                return GiveUp(
                     f"{_gave_up(attempt_number)}: the provider asked to retry after {delay:.1f} s, "
                     f"more than max_wait_s={self.max_wait_s:g}"
                 )
         elif self.wait is not None:
             delay = max(0.0, float(self.wait(_as_call_state(state))))
             if delay > self.max_wait_s:
-                return (
+                return GiveUp(
                     f"{_gave_up(attempt_number)}: the wait strategy asked for {delay:.1f} s, "
                     f"more than max_wait_s={self.max_wait_s:g}"
                 )
@@ -159,13 +173,13 @@ class RetryPolicy:
             assert state is not None
             state.upcoming_sleep = delay
             if self.stop(_as_call_state(state)):
-                return _gave_up(attempt_number)
+                return GiveUp(_gave_up(attempt_number))
         if remaining_s is not None and delay >= remaining_s:
-            return (
+            return GiveUp(
                 f"{_gave_up(attempt_number)}: waiting {delay:.1f} s for the next attempt would "
                 f"pass the deadline ({max(remaining_s, 0.0):.1f} s left)"
             )
-        return float(delay)
+        return Backoff(float(delay))
 
     def retries(self, error: RelayError) -> bool:
         """Whether ``error`` is the kind of failure this policy retries at all.
@@ -259,12 +273,12 @@ class Retry:
         policy, budget, clock = self.policy, self.budget, ctx.clock
         attempt = 1
         while True:
-            verdict = policy.verdict(
+            decision = policy.decide(
                 error, attempt, clock.now() - ctx.started, ctx.remaining(), draw=clock.random()
             )
-            if not isinstance(verdict, float):
-                if verdict is not None:
-                    error.add_note(verdict)
+            if isinstance(decision, GiveUp):
+                if decision.note is not None:
+                    error.add_note(decision.note)
                 raise error
             if budget is not None and not budget.withdraw(clock.now()):
                 error.add_note(
@@ -274,9 +288,9 @@ class Retry:
                 raise error
             attempt += 1
             if Retrying in ctx.observed:
-                ctx.emit(Retrying(error.target, attempt, verdict, error))
-            if verdict > 0:
-                await clock.sleep(verdict)
+                ctx.emit(Retrying(error.target, attempt, decision.delay_s, error))
+            if decision.delay_s > 0:
+                await clock.sleep(decision.delay_s)
             try:
                 return await call_next(request, ctx)
             except RelayError as exc:
