@@ -413,3 +413,27 @@ def test_fields_sent_only_on_later_chunks_and_choice_extras_are_kept() -> None:
     # Streaming the assembled answer again and assembling it gives it back, extras included.
     again = assemble(chunks_from_completion(answer))
     assert again.model_dump(exclude_none=True) == dumped
+
+
+def test_several_unindexed_tool_calls_in_one_delta_stay_apart() -> None:
+    chunk = ChatCompletionChunk.model_validate(
+        {
+            "id": "c",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "tool_calls": [
+                            {"id": "", "function": {"name": "f", "arguments": "{}"}},
+                            {"id": "", "function": {"name": "g", "arguments": "[]"}},
+                        ]
+                    },
+                    "finish_reason": "tool_calls",
+                }
+            ],
+        }
+    )
+    assembler = StreamAssembler()
+    assembler.add(chunk)
+    calls = assembler.completion().choices[0].message.tool_calls
+    assert calls is not None and [c.function.name for c in calls] == ["f", "g"]

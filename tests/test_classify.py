@@ -317,3 +317,25 @@ def test_redaction_leaves_ordinary_words_and_placeholder_keys_alone() -> None:
     error = classify_exception(httpx.ConnectError(message, request=request))
 
     assert str(error) == f"could not be reached: ConnectError: {message}"
+
+
+def test_a_missing_file_in_the_callers_code_is_not_a_connection_error() -> None:
+    assert classify_exception(FileNotFoundError("settings.json")) is None
+    assert classify_exception(ConnectionRefusedError("refused")) is not None
+
+
+def test_network_failures_from_http_libraries_stay_retryable_transport_errors() -> None:
+    import socket
+
+    import aiohttp
+
+    from relaykit import ProviderConnectionError
+
+    for exc in (
+        aiohttp.ClientOSError(104, "Connection reset by peer"),
+        socket.gaierror(-2, "Name or service not known"),
+        OSError(101, "Network is unreachable"),
+    ):
+        error = classify_exception(exc)
+        assert isinstance(error, ProviderConnectionError) and error.retryable, exc
+    assert classify_exception(PermissionError("settings.json")) is None

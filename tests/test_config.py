@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from relaykit import ConfigError, Relay
+from relaykit import ConfigError, RateLimit, Relay
 from relaykit.testing import FakeProvider, Reply
 
 HI = [{"role": "user", "content": "hi"}]
@@ -371,3 +371,43 @@ def test_chain_level_mistakes_are_config_errors_too() -> None:
         )
     with pytest.raises(ConfigError, match="must be a mapping"):
         Relay.from_config(["not", "a", "mapping"])  # type: ignore[arg-type]
+
+
+def test_text_options_stay_text_in_config_files() -> None:
+    relay = Relay.from_config(
+        {
+            "targets": [{"name": "a", "base_url": "http://127.0.0.1:1/v1"}],
+            "middleware": [{"cache": {"namespace": "2024"}}],
+        }
+    )
+    assert relay.middleware[0].namespace == "2024"  # type: ignore[attr-defined]
+
+
+async def test_env_values_stay_text_in_headers_and_bodies_but_type_middleware_options(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ORG_ID", "1234567")
+    monkeypatch.setenv("USER_TAG", "007")
+    monkeypatch.setenv("RPM", "600")
+    async with FakeProvider() as provider:
+        relay = Relay.from_config(
+            {
+                "targets": [
+                    {
+                        "name": "a",
+                        "base_url": provider.url,
+                        "model": "m",
+                        "headers": {"OpenAI-Organization": "${ORG_ID}"},
+                        "extra_body": {"user_tag": "${USER_TAG}"},
+                        "middleware": [{"rate_limit": {"rpm": "${RPM}"}}],
+                    }
+                ]
+            }
+        )
+        async with relay:
+            await relay.acomplete(messages=HI)
+    seen = provider.requests[0]
+    assert seen.headers["OpenAI-Organization"] == "1234567"
+    assert seen.body is not None and seen.body["user_tag"] == "007"  # text, leading zeros kept
+    limit = relay.targets[0].middleware[0]
+    assert isinstance(limit, RateLimit) and limit.rpm == 600 and isinstance(limit.rpm, int)

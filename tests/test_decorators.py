@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import types
 from collections.abc import Awaitable, Callable
@@ -514,3 +515,49 @@ async def test_resilient_functions_named_alike_in_two_modules_do_not_share_a_cac
     assert await support("hello") == "support answers hello"
     assert await support("hello") == "support answers hello"
     assert calls == ["billing", "support"]  # the repeat is a hit, of support's own entry
+
+
+async def test_resilient_reraises_the_functions_exception_with_its_own_cause() -> None:
+    @resilient()
+    async def broken() -> str:
+        try:
+            {}["missing"]
+        except KeyError as exc:
+            raise ValueError("bad state") from exc
+        return "never"
+
+    with pytest.raises(ValueError, match="bad state") as caught:
+        await broken()
+    assert isinstance(caught.value.__cause__, KeyError)
+
+
+async def test_resilient_cache_followers_get_the_functions_exception_too() -> None:
+    started = asyncio.Event()
+
+    @resilient(cache=Cache())
+    async def broken(question: str) -> str:
+        started.set()
+        await asyncio.sleep(0)
+        raise ValueError(f"cannot answer {question}")
+
+    results = await asyncio.gather(broken("q"), broken("q"), broken("q"), return_exceptions=True)
+    assert [type(r) for r in results] == [ValueError, ValueError, ValueError]
+    assert len({id(r) for r in results}) == 3  # nobody shares one exception object
+
+
+async def test_a_cache_follower_gets_the_functions_own_exception_with_its_cause() -> None:
+    class QuotaBug(Exception):
+        def __init__(self, user: str, limit: int) -> None:
+            super().__init__(f"{user} over {limit}")
+
+    @resilient(cache=Cache())
+    async def broken(question: str) -> str:
+        await asyncio.sleep(0)
+        try:
+            raise KeyError("limit")
+        except KeyError as exc:
+            raise QuotaBug("ada", 3) from exc
+
+    results = await asyncio.gather(broken("q"), broken("q"), return_exceptions=True)
+    assert [type(r) for r in results] == [QuotaBug, QuotaBug]
+    assert all(isinstance(r.__cause__, KeyError) for r in results)

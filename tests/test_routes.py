@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from relaykit import FunctionBackend, Relay, RequestValidationError, Target
+from relaykit import FunctionBackend, ProviderError, Relay, RequestValidationError, Retry, Target
 from relaykit.pipeline import CallContext, Handler, Response
+from relaykit.testing import FakeClock
 from relaykit.types import ChatRequest
 
 HI = [{"role": "user", "content": "hi"}]
@@ -60,13 +61,28 @@ def test_a_retry_around_the_chain_and_inside_a_target_is_rejected() -> None:
         Relay(targets=[inner], middleware=[_FakeRetry()])
 
 
-def test_one_retry_per_target_is_allowed() -> None:
-    Relay(
+async def test_one_retry_per_target_retries_that_target_before_the_chain_moves_on() -> None:
+    calls: list[str] = []
+
+    def failing_once(name: str) -> FunctionBackend:
+        async def answer(request: ChatRequest) -> str:
+            calls.append(name)
+            if calls.count(name) == 1:
+                raise ProviderError("answered 503", status=503)
+            return f"{name} answered"
+
+        return FunctionBackend(answer, name=name)
+
+    relay = Relay(
         targets=[
-            Target(answering("a"), middleware=[_FakeRetry()]),
-            Target(answering("b"), middleware=[_FakeRetry()]),
-        ]
+            Target(failing_once("a"), middleware=[Retry(attempts=2, budget=None)]),
+            Target(failing_once("b"), middleware=[Retry(attempts=2, budget=None)]),
+        ],
+        clock=FakeClock(),
     )
+    answer = await relay.acomplete(messages=HI)
+    assert answer.content == "a answered" and calls == ["a", "a"]  # b was never needed
+    assert answer.relay is not None and answer.relay.attempts == 2
 
 
 def test_duplicate_target_names_are_rejected_with_advice() -> None:

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from relaykit._validation import validate_request
 from relaykit.types import (
     AssistantMessage,
     ChatCompletion,
@@ -401,3 +402,9 @@ def test_unknown_provider_fields_survive_a_round_trip_at_every_level(
 
     assert completion.model_dump(exclude_none=True) == data
     assert json.loads(completion.model_dump_json(exclude_none=True)) == data
+
+
+def test_an_extra_field_named_like_the_body_memo_cannot_replace_the_body() -> None:
+    messages = [{"role": "user", "content": "hi"}]
+    request = validate_request({"messages": messages}, {"_wire": {"oops": 1}}, stream=False)
+    assert request.body()["messages"] == messages

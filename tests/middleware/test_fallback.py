@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ from relaykit import (
     Cache,
     ContextWindowError,
     Fallback,
+    FunctionBackend,
     InvalidRequestError,
     OpenAICompatible,
     ProviderError,
@@ -25,6 +27,7 @@ from relaykit import (
 from relaykit.events import Event, FallingBack
 from relaykit.middleware.fallback import answer_check, empty_answer, invalid_json
 from relaykit.testing import FakeClock, FakeProvider, Reply
+from relaykit.types import ChatRequest
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -309,3 +312,26 @@ async def test_a_broken_stream_names_the_target_not_the_backend(providers) -> No
             await stream.completion()
     assert caught.value.target == "primary"
     assert str(caught.value).startswith("target 'primary' broke its stream")
+
+
+async def test_a_continuation_that_breaks_too_names_the_target_that_broke() -> None:
+    async def first(request: ChatRequest) -> Any:
+        yield "one "
+        raise ProviderError("dropped the connection")
+
+    async def second(request: ChatRequest) -> Any:
+        yield "two "
+        raise ProviderError("dropped the connection as well")
+
+    relay = Relay(
+        targets=[
+            Target(FunctionBackend(first), name="A"),
+            Target(FunctionBackend(second), name="B"),
+        ],
+        strategy=Fallback(continue_streams=True),
+    )
+    stream = await relay.astream(messages=HI)
+    with pytest.raises(StreamInterruptedError) as caught:
+        await stream.completion()
+    assert caught.value.target == "B"
+    assert caught.value.partial.content == "one two "

@@ -98,9 +98,24 @@ async def test_one_target_with_an_answer_check_raises_its_own_error() -> None:
         await relay.acomplete(messages=HI)
 
 
-def test_a_target_reused_in_routes_with_its_own_retry_builds() -> None:
-    shared = Target(FunctionBackend(lambda request: "ok", name="a"), middleware=[Retry()])
-    Relay(targets=[shared], routes={"smart": [shared]})
+async def test_a_target_reused_in_routes_keeps_its_own_retry_on_every_route() -> None:
+    calls: list[str | None] = []
+
+    async def fails_every_other_call(request: ChatRequest) -> str:
+        calls.append(request.model)
+        if len(calls) % 2:
+            raise ProviderError("answered 503", status=503)
+        return "ok"
+
+    shared = Target(
+        FunctionBackend(fails_every_other_call, name="a"), middleware=[Retry(budget=None)]
+    )
+    relay = Relay(targets=[shared], routes={"smart": [shared]}, clock=FakeClock())
+    default = await relay.acomplete(messages=HI)
+    routed = await relay.acomplete(model="smart", messages=HI)
+    assert default.relay is not None and routed.relay is not None
+    assert (default.relay.attempts, routed.relay.attempts) == (2, 2)  # retried on both routes
+    assert calls == [None, None, "smart", "smart"]
 
 
 def test_all_targets_failed_survives_copy_with_its_retry_facts() -> None:

@@ -18,7 +18,9 @@ from relaykit import (
     LocalRateLimitError,
     OpenAICompatible,
     Relay,
+    Retry,
     Target,
+    Timeout,
 )
 from relaykit.events import Event, FallingBack, RateLimited
 from relaykit.middleware.rate_limit import RateLimit
@@ -584,3 +586,24 @@ def test_the_sync_api_is_limited_the_same_way() -> None:
             relay.complete(messages=HI)
 
     assert len(fn.calls) == 1
+
+
+async def test_an_outer_rate_limit_keeps_its_bucket_after_a_timeout_under_retry() -> None:
+    clock = FakeClock(auto_advance=True)
+    calls = 0
+
+    async def slow_then_fast(request: ChatRequest) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await clock.sleep(10)  # outlives the 5 s deadline; the bucket needs 60 s
+        return "answered"
+
+    relay = Relay(
+        targets=[Target(FunctionBackend(slow_then_fast, name="fn"), name="A")],
+        middleware=[Retry(attempts=3, budget=None), Timeout(total_s=5), RateLimit(rpm=1)],
+        clock=clock,
+    )
+    with pytest.raises(LocalRateLimitError):
+        await relay.acomplete(messages=HI)
+    assert calls == 1  # the retry met the same relay-wide bucket, not target A's
