@@ -30,6 +30,7 @@ from relaykit.errors import (
     RateLimitError,
     RelayError,
     RequestValidationError,
+    RouteStep,
     StreamInterruptedError,
 )
 from relaykit.middleware.cache import Cache
@@ -93,6 +94,7 @@ __all__ = [
     "RequestValidationError",
     "Retry",
     "RetryBudget",
+    "RouteStep",
     "Strategy",
     "StreamInterruptedError",
     "SyncChatStream",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self, TypeAlias
 
 __all__ = [
     "AllTargetsFailedError",
@@ -31,15 +31,24 @@ __all__ = [
     "RateLimitError",
     "RelayError",
     "RequestValidationError",
+    "RouteOutcome",
+    "RouteStep",
     "StreamInterruptedError",
 ]
 
 
 class RelayError(Exception):
-    """Base of every error relaykit raises about a call."""
+    """Base of every error relaykit raises about a call.
+
+    ``route`` (set on the error the caller gets) lists each target the call considered and
+    what happened there, in order: see ``RouteStep``. An error type whose ``skip_reason`` is
+    set means "nothing was sent": the route lists its target as skipped for that reason.
+    """
 
     retryable: bool = False
     default_status: ClassVar[int | None] = None
+    skip_reason: ClassVar[str | None] = None
+    route: tuple[RouteStep, ...] = ()
 
     def __init__(
         self,
@@ -159,9 +168,13 @@ class StreamInterruptedError(RelayError):
 class CircuitOpenError(RelayError):
     """The target's circuit breaker is open: no request was sent."""
 
+    skip_reason = "circuit open"
+
 
 class LocalRateLimitError(RelayError):
     """relaykit's own rate limit for this target is used up: no request was sent."""
+
+    skip_reason = "rate limit has no room"
 
 
 class CacheMissError(RelayError):
@@ -194,6 +207,51 @@ class Attempt:
             else (self.error.message[:77] + "...")
         )
         return f"{self.target}: {kind}{status} after {self.latency_s * 1000:.0f} ms, {reason}"
+
+
+RouteOutcome: TypeAlias = Literal["answered", "failed", "skipped", "lost"]
+"""What happened at one target: it answered; it failed; it was skipped without a request; or it
+was a hedged request that another target answered first (it was cancelled)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteStep:
+    """One target a call considered, and what happened there.
+
+    ``reason`` says why a target was skipped (``"circuit open"``, ``"rate limit has no room"``,
+    ``"context window too small"``, ...) or lost (``"'b' answered first"``); for a failure it is
+    the error's type. ``error`` is the error a failed or skipped target raised, if any, and
+    ``latency_s`` how long the target took to fail or to be given up (None when not measured,
+    as for the answer: the call's own latency covers it).
+
+    >>> [step.describe() for step in answer.relay.route]
+    ["primary: failed (ProviderError 503 after 12 ms)", "backup: answered"]
+    """
+
+    target: str
+    outcome: RouteOutcome
+    reason: str = ""
+    error: RelayError | None = None
+    latency_s: float | None = None
+
+    @classmethod
+    def of_error(cls, target: str, error: RelayError, latency_s: float | None) -> RouteStep:
+        """The step for ``target`` raising ``error``: skipped when the error says nothing was
+        sent (an open circuit, a local rate limit), failed otherwise."""
+        if error.skip_reason is not None:
+            return cls(target, "skipped", error.skip_reason, error, latency_s)
+        return cls(target, "failed", type(error).__name__, error, latency_s)
+
+    def describe(self) -> str:
+        """One line for logs and spans: ``"primary: failed (ProviderError 503 after 12 ms)"``."""
+        if self.outcome == "answered":
+            return f"{self.target}: answered"
+        detail = self.reason
+        if self.outcome == "failed" and self.error is not None and self.error.status is not None:
+            detail += f" {self.error.status}"
+        if self.latency_s is not None and self.outcome != "skipped":
+            detail += f" after {self.latency_s * 1000:.0f} ms"
+        return f"{self.target}: {self.outcome} ({detail})"
 
 
 class AllTargetsFailedError(ExceptionGroup[RelayError], RelayError):  # type: ignore[override]

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from relaykit.errors import RelayError
-from relaykit.types import Usage
+from relaykit.types import RelayInfo, Usage
 
 __all__ = [
     "ALL_EVENTS",
@@ -112,7 +112,8 @@ class RateLimited(Event):
 
 @dataclass(slots=True)
 class Completed(Event):
-    """The call succeeded (for a stream: the stream ended cleanly)."""
+    """The call succeeded (for a stream: the stream ended cleanly); ``relay`` is the answer's
+    ``RelayInfo``, with its routing trace."""
 
     target: str | None
     model: str | None
@@ -122,11 +123,13 @@ class Completed(Event):
     cached: bool
     stream: bool
     tenant: str | None
+    relay: RelayInfo | None = None
 
 
 @dataclass(slots=True)
 class Failed(Event):
-    """The call failed with ``error``, the exception the caller gets (for a stream: it broke)."""
+    """The call failed with ``error``, the exception the caller gets (for a stream: it broke);
+    ``error.route`` is the call's routing trace."""
 
     error: RelayError
     attempts: int

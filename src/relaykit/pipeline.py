@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
 from relaykit.clock import Clock
-from relaykit.errors import Attempt
+from relaykit.errors import Attempt, RouteStep
 from relaykit.events import Event, Listener
 from relaykit.stream import ChatStream
 from relaykit.types import ChatCompletion, ChatRequest
@@ -61,6 +61,16 @@ class CallContext:
     # Set by Fallback(continue_streams=True) when the stream broke and another target finished
     # it: the answer joins two generations, so the Cache does not store it.
     continued: bool = False
+    # The routing trace (``RelayInfo.route``): what each target considered did, in order. None
+    # until something other than an answer happens, so a call answered at once records nothing.
+    route: list[RouteStep] | None = None
+
+    def record(self, step: RouteStep) -> None:
+        """Add ``step`` to the call's routing trace."""
+        if self.route is None:
+            self.route = [step]
+        else:
+            self.route.append(step)
 
     def emit(self, event: Event) -> None:
         """Send ``event`` to every listener; a failing listener never fails the call."""

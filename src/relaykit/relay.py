@@ -184,6 +184,7 @@ class Relay:
         try:
             result = await self._handler(chat, ctx)
         except RelayError as exc:
+            _routed(ctx, exc)
             if Failed in ctx.observed:
                 self._failed(ctx, exc, stream=False)
             raise
@@ -221,6 +222,7 @@ class Relay:
             try:
                 result = await self._handler(chat, ctx)
             except RelayError as exc:
+                _routed(ctx, exc)
                 if Failed in ctx.observed:
                     self._failed(ctx, exc, stream=True)
                 raise
@@ -238,6 +240,7 @@ class Relay:
 
         def finished(stream: ChatStream, error: RelayError | None) -> None:
             if error is not None:
+                _routed(ctx, error)
                 if Failed in ctx.observed:
                     self._failed(ctx, error, stream=True)
             elif stream.ended_cleanly and Completed in ctx.observed:
@@ -281,6 +284,7 @@ class Relay:
                 cached=info.cached,
                 stream=stream,
                 tenant=ctx.tenant,
+                relay=info,
             )
         )
 
@@ -344,7 +348,13 @@ def _info(ctx: CallContext, earlier: RelayInfo | None) -> RelayInfo:
         if earlier is not None and earlier.cached and earlier.attempts == 0:
             return earlier  # a cache hit's answer says so already
         return RelayInfo(earlier.target if earlier else ctx.target, 0, cached=True)
-    return RelayInfo(ctx.target, ctx.attempt)
+    return RelayInfo(ctx.target, ctx.attempt, ctx.route)
+
+
+def _routed(ctx: CallContext, error: RelayError) -> None:
+    """Give the error the caller gets the call's routing trace."""
+    if ctx.route:
+        error.route = tuple(ctx.route)
 
 
 def _chain(where: str, targets: Sequence[Backend | Target]) -> tuple[Target, ...]:

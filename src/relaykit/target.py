@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from relaykit.backends.base import Backend
-from relaykit.errors import ProviderTimeout, RelayError
+from relaykit.errors import ProviderTimeout, RelayError, RouteStep
 from relaykit.events import AttemptFailed, AttemptStarted, AttemptSucceeded
 from relaykit.pipeline import CallContext, Handler, Middleware, Response, compose
 from relaykit.types import ChatCompletion, ChatRequest
@@ -50,11 +50,16 @@ class Target:
             previous, ctx.target = ctx.target, name
             try:
                 return await inner(request, ctx)
-            except RelayError:
+            except RelayError as exc:
                 # Layers outside the targets (an outer RateLimit under a Retry) must not see
                 # the last target tried as if it were theirs. A cancellation (a deadline) keeps
                 # it, so the Timeout can name the target that was too slow.
                 ctx.target = previous
+                # A refusal by the target's middleware (an open circuit) never reached the
+                # upstream request, which records its own failures.
+                route = ctx.route
+                if not route or route[-1].error is not exc:
+                    ctx.record(RouteStep.of_error(name, exc, None))
                 raise
 
         return BoundTarget(self, enter)
@@ -113,8 +118,10 @@ def _upstream(backend: Backend, name: str) -> Handler:
                 ctx.validate(result)
         except RelayError as exc:
             exc.target = name
+            latency_s = ctx.clock.now() - started
+            ctx.record(RouteStep.of_error(name, exc, latency_s))
             if AttemptFailed in ctx.observed:
-                ctx.emit(AttemptFailed(name, attempt, exc, ctx.clock.now() - started))
+                ctx.emit(AttemptFailed(name, attempt, exc, latency_s))
             raise
         if AttemptSucceeded in ctx.observed:
             ctx.emit(AttemptSucceeded(name, attempt, ctx.clock.now() - started))

@@ -9,11 +9,13 @@ JSON apart from its null fields: nothing relaykit adds shows up as if the provid
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from relaykit._canonical import request_identity
+from relaykit.errors import RouteStep
 
 __all__ = [
     "AssistantMessage",
@@ -332,17 +334,43 @@ class Usage(_Wire):
 
 
 class RelayInfo:
-    """How relaykit produced a result: which target served it, after how many attempts.
+    """How relaykit produced a result: which target served it, after how many attempts, and
+    the ``route`` it took there.
 
     Kept outside the OpenAI fields, so ``model_dump()`` stays the provider's answer.
     """
 
-    __slots__ = ("attempts", "cached", "target")
+    __slots__ = ("_steps", "attempts", "cached", "target")
 
-    def __init__(self, target: str | None, attempts: int, *, cached: bool = False) -> None:
+    def __init__(
+        self,
+        target: str | None,
+        attempts: int,
+        steps: Sequence[RouteStep] | None = None,
+        *,
+        cached: bool = False,
+    ) -> None:
         self.target = target
         self.attempts = attempts
         self.cached = cached
+        # What the strategies recorded before the answer (the call's own list: a stream that is
+        # continued later adds to it). None when nothing happened but the answer.
+        self._steps = steps
+
+    @property
+    def route(self) -> tuple[RouteStep, ...]:
+        """Each target the call considered, in order, and what happened there; the last step
+        is the target that answered. Empty for a cached answer: no target was asked."""
+        steps = tuple(self._steps) if self._steps else ()
+        if self.target is None or self.cached:
+            return steps
+        return (*steps, RouteStep(self.target, "answered"))
+
+    @property
+    def rerouted(self) -> bool:
+        """Whether anything besides one answer from the first target asked happened: a
+        failure, a skip, a hedge."""
+        return bool(self._steps)
 
     def __repr__(self) -> str:
         return f"RelayInfo(target={self.target!r}, attempts={self.attempts}, cached={self.cached})"

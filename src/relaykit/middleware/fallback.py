@@ -33,11 +33,12 @@ from relaykit.errors import (
     BadResponseError,
     ContextWindowError,
     RelayError,
+    RouteStep,
     StreamInterruptedError,
 )
 from relaykit.events import FallingBack
 from relaykit.pipeline import CallContext, Handler, Response
-from relaykit.strategies._route import failed_for_good, moves_on, skipped
+from relaykit.strategies._route import failed_for_good, moves_on, skip_reason, skipped
 from relaykit.stream import ChatStream
 from relaykit.target import BoundTarget
 from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest
@@ -151,7 +152,9 @@ class Fallback:
         this_pass = len(ctx.failures)
         for index in range(start, len(chain)):
             target = chain[index]
-            if skipped(target, ctx, too_small):
+            reason = skip_reason(target, ctx, too_small)
+            if reason is not None:
+                ctx.record(RouteStep(target.name, "skipped", reason))
                 continue
             started = ctx.clock.now()
             try:
@@ -170,7 +173,9 @@ class Fallback:
                     error = BadResponseError(
                         f"gave an answer rejected by {check.name}", target=target.name
                     )
-                    ctx.failures.append(Attempt(target.name, error, ctx.clock.now() - started))
+                    latency_s = ctx.clock.now() - started
+                    ctx.failures.append(Attempt(target.name, error, latency_s))
+                    ctx.record(RouteStep.of_error(target.name, error, latency_s))
                     self._announce(chain, index, ctx, error, too_small)
                     continue
             return result, index

@@ -21,6 +21,9 @@ relaykit.falling_back     warning  target, to_target, error_type, status, error
 relaykit.circuit_opened   warning  target, cooldown_s, reason
 relaykit.rate_limited     warning  target, wait_s, limit
 relaykit.circuit_closed   info     target
+relaykit.route            debug    target, route: each target the call considered and what
+                                   happened there (only for a call that did more than get one
+                                   answer from the first target it asked)
 relaykit.attempt_started  debug    target, attempt, model        (only with ``verbose=True``)
 relaykit.attempt_ok       debug    target, attempt, latency_ms   (only with ``verbose=True``)
 relaykit.cache_hit        debug    key, age_s                    (only with ``verbose=True``)
@@ -38,14 +41,14 @@ never logged.
 from __future__ import annotations
 
 import logging as _stdlib_logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
 from structlog._config import BoundLoggerLazyProxy
 from structlog.typing import BindableLogger
 
-from relaykit.errors import RelayError
+from relaykit.errors import RelayError, RouteStep
 from relaykit.events import (
     AttemptFailed,
     AttemptStarted,
@@ -129,8 +132,8 @@ class Logging:
             RateLimited: self._rate_limited,
             Failed: self._failed,
         }
-        if not content:  # with content, __call__ writes the completion line (it has the request)
-            self._handlers[Completed] = self._completed
+        # With content, __call__ writes the completion line (it has the request).
+        self._handlers[Completed] = self._route if content else self._completed
         if not verbose:
             for step in (AttemptStarted, AttemptSucceeded, CacheHit, CacheMiss):
                 del self._handlers[step]
@@ -243,6 +246,17 @@ class Logging:
                 cached=e.cached,
                 stream=e.stream,
             )
+        self._route(e)
+
+    def _route(self, e: Completed) -> None:
+        relay = e.relay
+        if relay is not None and relay.rerouted:
+            self._route_line(e.target, relay.route)
+
+    def _route_line(self, target: str | None, route: Sequence[RouteStep]) -> None:
+        log = self._enabled(_DEBUG)
+        if log is not None:
+            log.debug("relaykit.route", target=target, route=[step.describe() for step in route])
 
     def _failed(self, e: Failed) -> None:
         log = self._enabled(_ERROR)
@@ -255,6 +269,8 @@ class Logging:
                 stream=e.stream,
                 **_error_fields(e.error),
             )
+        if e.error.route:
+            self._route_line(None, e.error.route)
 
     def _attempt_started(self, e: AttemptStarted) -> None:
         log = self._enabled(_DEBUG)

@@ -8,7 +8,9 @@ emitted in the task that runs the call, so a context variable tells which call t
 
 Attributes follow the OpenTelemetry GenAI semantic conventions (``gen_ai.*``) plus the route
 relaykit took (``relaykit.target``, ``relaykit.attempt``, ``relaykit.cached``,
-``relaykit.fallback``). Message content is recorded only with ``capture_content=True``.
+``relaykit.fallback``, and ``relaykit.route``: one line per target the call considered, in
+order, saying what happened there, as ``RouteStep.describe`` writes it). Message content is
+recorded only with ``capture_content=True``.
 
 Needs the ``otel`` extra: ``pip install relaykit[otel]``.
 """
@@ -42,7 +44,7 @@ from relaykit.middleware._genai import (
 )
 from relaykit.pipeline import CallContext, Handler, Response
 from relaykit.stream import ChatStream
-from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest
+from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest, RelayInfo
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -188,6 +190,9 @@ class OpenTelemetry:
         route = self._route_attributes(
             call, ctx, request, cached=ctx.attempt == 0, target=ctx.target or earlier
         )
+        if ctx.attempt:
+            steps = RelayInfo(ctx.target, ctx.attempt, ctx.route).route
+            route["relaykit.route"] = [step.describe() for step in steps]
         span.set_attributes(route)
         span.set_attributes(response)
         span.end()
@@ -201,6 +206,8 @@ class OpenTelemetry:
             self._end_attempt(call, number, error_type)
         span = call.span
         route = self._route_attributes(call, ctx, request, cached=False, target=ctx.target)
+        if ctx.route:
+            route["relaykit.route"] = [step.describe() for step in ctx.route]
         span.set_attributes(route)
         span.set_attribute("error.type", error_type)
         if isinstance(error, Exception):

@@ -14,7 +14,7 @@ from relaykit.errors import ContextWindowError, InvalidRequestError, RelayError
 from relaykit.pipeline import CallContext
 from relaykit.target import BoundTarget
 
-__all__ = ["failed_for_good", "moves_on", "skipped"]
+__all__ = ["failed_for_good", "moves_on", "skip_reason", "skipped"]
 
 
 def moves_on(error: RelayError, rules: Sequence[ErrorRule] | None) -> bool:
@@ -30,12 +30,20 @@ def moves_on(error: RelayError, rules: Sequence[ErrorRule] | None) -> bool:
 
 
 def skipped(target: BoundTarget, ctx: CallContext, too_small: int | None) -> bool:
-    """Whether ``target`` is left out of this call: its context window is no larger than one
-    already found ``too_small``, or it failed for good earlier in the call."""
+    """Whether ``target`` is left out of this call (see ``skip_reason``)."""
+    return skip_reason(target, ctx, too_small) is not None
+
+
+def skip_reason(target: BoundTarget, ctx: CallContext, too_small: int | None) -> str | None:
+    """Why ``target`` is left out of this call, for its route step: its context window is no
+    larger than one already found ``too_small``, or it failed for good earlier in the call.
+    None when it may be asked."""
     window = target.target.context_window
     if too_small is not None and window is not None and window <= too_small:
-        return True
-    return failed_for_good(target, ctx)
+        return "context window too small"
+    if failed_for_good(target, ctx):
+        return "failed for good earlier in this call"
+    return None
 
 
 def failed_for_good(target: BoundTarget, ctx: CallContext) -> bool:
