@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from relaykit._canonical import request_identity
+from relaykit._secrets import MASK, is_secret_name, mask_shapes, masked_mapping
 from relaykit.errors import RequestValidationError
 from relaykit.types import ChatRequest, set_request_identity
 
@@ -38,10 +38,6 @@ _TAGS = frozenset(
         "str",
         "list",
     }
-)
-# api_key, x-api-key, auth_token, client_secret, ... but not max_tokens or key-less names.
-_SECRET_NAMES = re.compile(
-    r"(^|[_-])(api_?key|key|token|secret|password|authorization)$", re.IGNORECASE
 )
 _MAX_INPUT = 60
 _REQUEST_FIELDS = frozenset(ChatRequest.model_fields) - {"stream"}
@@ -102,21 +98,10 @@ def problem(error: ErrorDetails, given: str | None = None) -> str:
 
 def describe_input(value: Any, loc: Collection[int | str] = ()) -> str:
     """A short repr of ``value`` that never shows a credential."""
-    if loc and any(isinstance(p, str) and _SECRET_NAMES.search(p) for p in loc):
-        return "'**********'"
-    text = repr(_redacted(value))
+    if loc and any(isinstance(p, str) and is_secret_name(p) for p in loc):
+        return repr(MASK)
+    text = mask_shapes(repr(masked_mapping(value)))
     return text if len(text) <= _MAX_INPUT else text[: _MAX_INPUT - 3] + "..."
-
-
-def _redacted(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {
-            k: "**********" if isinstance(k, str) and _SECRET_NAMES.search(k) else _redacted(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_redacted(v) for v in value]
-    return value
 
 
 def validate_request(

@@ -13,9 +13,8 @@ import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
-from relaykit._validation import _SECRET_NAMES
+from relaykit._secrets import Secrets
 from relaykit.errors import (
     AuthenticationError,
     BadResponseError,
@@ -34,7 +33,6 @@ __all__ = [
     "classify_exception",
     "describe_exception",
     "error_from_http",
-    "mask_secret",
     "parse_error_body",
     "retry_after_from_headers",
 ]
@@ -113,11 +111,13 @@ def error_from_http(
     details = parse_error_body(body)
     code = _text(details.get("code"))
     kind = _text(details.get("type"))
-    provider_message = _text(details.get("message")).rstrip(". ") or "no error message"
+    provider_message = _text(details.get("message")).strip().rstrip(". ") or "no error message"
     retry_after = retry_after_from_headers(headers)
     error_class = _classify(status, code, kind, provider_message)
     wait = f" (retry after {retry_after:.1f} s)" if retry_after is not None else ""
-    message = f"answered {status}{wait}: {provider_message}. {_ADVICE[error_class]}"
+    # "Sorry about that!" ends its own sentence; a full stop after it would double it.
+    stop = "" if provider_message[-1] in "!?" else "."
+    message = f"answered {status}{wait}: {provider_message}{stop} {_ADVICE[error_class]}"
     should_retry = {k.lower(): v for k, v in headers.items()}.get("x-should-retry")
     retryable = None if should_retry is None else should_retry.strip().lower() == "true"
     return error_class(
@@ -218,40 +218,14 @@ def _redact(text: str, exc: BaseException) -> str:
 
     relaykit's own backend knows its key; an exception from another SDK does not say which key
     it used, but the openai SDK, httpx, requests and aiohttp keep the request on it: its
-    credential headers (``Authorization: Bearer <key>``, ``api-key``, ``x-api-key``) and query
-    parameters (``?key=``) are the secrets a provider may echo back in its error.
+    credential headers and query parameters (``relaykit._secrets``) are the secrets a provider
+    may echo back in its error.
     """
-    for secret in sorted(_credentials(exc), key=len, reverse=True):  # a longer key first: it
-        text = mask_secret(text, secret)  # may contain a shorter one
-    return _KEY_SHAPES.sub(_MASK, text)
+    return _credentials(exc).mask(text)
 
 
-def mask_secret(text: str, secret: str) -> str:
-    """``text`` with ``secret`` masked however it was written: as is, or escaped inside JSON.
-
-    A provider echoing a key in a JSON error body escapes quotes and backslashes, and some
-    encoders (PHP's) a slash too, so each of those forms is masked, not only the plain one.
-    """
-    escaped = json.dumps(secret)[1:-1]
-    for form in dict.fromkeys((escaped.replace("/", "\\/"), escaped, secret)):
-        text = text.replace(form, _MASK)
-    return text
-
-
-_MASK = "**********"
-# Shorter credential values are placeholders ("k", "test"); replacing every occurrence of one
-# would garble the message without hiding anything.
-_MIN_SECRET = 8
-# A safety net behind the credentials found on the exception. A key can reach the echoed text
-# without being on it: an exception raised without its request, a key sent in a body, a proxy
-# echoing another hop's header. Only shapes ordinary error prose never has: an OpenAI-style
-# "sk-" key and a Bearer credential, each of at least 20 characters (an error saying "missing
-# bearer token" keeps its words).
-_KEY_SHAPES = re.compile(r"\bsk-[A-Za-z0-9_-]{20,}|(?<=[Bb]earer )[A-Za-z0-9._~+/-]{20,}=*")
-
-
-def _credentials(exc: BaseException) -> set[str]:
-    found: set[str] = set()
+def _credentials(exc: BaseException) -> Secrets:
+    found = Secrets()
     requests = (
         _attribute(exc, "request"),  # openai SDK, httpx, requests
         _attribute(exc, "request_info"),  # aiohttp
@@ -262,16 +236,12 @@ def _credentials(exc: BaseException) -> set[str]:
             continue
         headers = _attribute(request, "headers")
         try:
-            pairs = list(headers.items()) if headers is not None else []
+            pairs = dict(headers.items()) if headers is not None else {}
         except Exception:  # not a mapping after all: nothing to learn from it
-            pairs = []
+            pairs = {}
         url = _attribute(request, "url")
-        pairs += parse_qsl(urlsplit(str(url)).query) if url is not None else []
-        for name, value in pairs:
-            if isinstance(name, str) and isinstance(value, str) and _SECRET_NAMES.search(name):
-                scheme, _, credential = value.strip().partition(" ")
-                found.add(credential.strip() or scheme)  # "Bearer <key>" or a bare key
-    return {secret for secret in found if len(secret) >= _MIN_SECRET}
+        found += Secrets.of(headers=pairs, url=None if url is None else str(url), guessed=True)
+    return found
 
 
 def _attribute(source: Any, name: str) -> Any:

@@ -85,6 +85,7 @@ class TargetConfig(_Strict):
     timeout: float | None = Field(default=None, gt=0)
     connect_timeout: float | None = Field(default=None, gt=0)
     headers: dict[str, str] | None = None
+    secret_headers: list[str] | None = None
     extra_body: dict[str, Any] | None = None
     session_id: str | None = None
     context_window: int | None = Field(default=None, gt=0)

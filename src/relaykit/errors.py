@@ -201,12 +201,23 @@ class Attempt:
     def describe(self) -> str:
         status = f" {self.error.status}" if self.error.status is not None else ""
         kind = type(self.error).__name__
-        reason = (
-            self.error.message
-            if len(self.error.message) <= 80
-            else (self.error.message[:77] + "...")
+        return (
+            f"{self.target}: {kind}{status} after {self.latency_s * 1000:.0f} ms, "
+            f"{_shortened(self.error.message)}"
         )
-        return f"{self.target}: {kind}{status} after {self.latency_s * 1000:.0f} ms, {reason}"
+
+
+# An attempt's cause in AllTargetsFailedError's one-line summary: long enough for a provider's
+# message and relaykit's advice, so the summary alone tells what went wrong where.
+_MAX_REASON = 240
+
+
+def _shortened(text: str) -> str:
+    """``text`` up to ``_MAX_REASON`` characters, cut at a word, never inside one."""
+    if len(text) <= _MAX_REASON:
+        return text
+    cut = text[:_MAX_REASON].rsplit(" ", 1)[0]
+    return f"{cut.rstrip(' ,;:')} …"
 
 
 RouteOutcome: TypeAlias = Literal["answered", "failed", "skipped", "lost"]
@@ -273,10 +284,17 @@ class AllTargetsFailedError(ExceptionGroup[RelayError], RelayError):  # type: ig
         exhausted: bool = False,
     ) -> Self:
         lines = "; ".join(a.describe() for a in attempts)
-        count = f"all {len(attempts)} attempts" if len(attempts) != 1 else "the one attempt"
+        # An attempt is one request sent, counted as RelayInfo and the log lines count it; a
+        # target skipped without one (an open circuit) is told apart.
+        sent = sum(a.error.skip_reason is None for a in attempts)
+        skipped = len(attempts) - sent
+        count = f"all {sent} attempts failed" if sent != 1 else "the one attempt failed"
+        if skipped:
+            count = f"{count if sent else 'no attempt was made'} and {skipped} " + (
+                "target was skipped" if skipped == 1 else "targets were skipped"
+            )
         message = (
-            f"{count} failed ({lines}). "
-            "Check each target's error below, or add a target that can answer."
+            f"{count} ({lines}). Check each target's error below, or add a target that can answer."
         )
         self = super().__new__(cls, message, [a.error for a in attempts])
         self.attempts = tuple(attempts)

@@ -834,3 +834,25 @@ async def test_a_mislabelled_body_is_read_for_what_it_is(body: bytes, content_ty
     async with mislabelled_server(body, content_type) as url:
         _, answer = await stream_from(url)
     assert answer.content == "Hi"
+
+
+# --- base_url with a query (Azure OpenAI) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+@pytest.mark.parametrize("slash", ["", "/"], ids=["no slash", "trailing slash"])
+async def test_a_base_url_with_a_query_posts_to_the_path_and_keeps_the_query(
+    provider: FakeProvider, stream: bool, slash: str
+) -> None:
+    client = OpenAICompatible(
+        f"{provider.url}{slash}?api-version=2024-06-01", api_key="sk-test", model="m"
+    )
+    try:
+        answer = await ask(client, stream)
+    finally:
+        await client.aclose()
+
+    assert answer.content == "Hello from FakeProvider."
+    assert provider.requests[0].path == "/v1/chat/completions"
+    assert provider.requests[0].query == "api-version=2024-06-01"
+    assert client.base_url == f"{provider.url}?api-version=2024-06-01"

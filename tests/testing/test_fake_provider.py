@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from relaykit import CallContext, ChatRequest, InvalidRequestError, OpenAICompatible, SystemClock
 from relaykit.testing import FakeProvider, RecordedRequest, Reply
 
 WEATHER_CALLS = [
@@ -603,3 +604,55 @@ async def test_url_requires_a_running_server() -> None:
 
     with pytest.raises(RuntimeError):
         _ = provider.url
+
+
+async def test_a_body_over_the_limit_is_recorded_and_answered_413() -> None:
+    async with FakeProvider(max_body_bytes=1000) as provider:
+        client = OpenAICompatible(provider.url, api_key="sk-test", model="m")
+        big = [{"role": "user", "content": "x" * 2000}]
+        try:
+            with pytest.raises(InvalidRequestError) as caught:
+                await client.acomplete(
+                    ChatRequest.model_validate({"messages": big}), CallContext(SystemClock())
+                )
+            small = await client.acomplete(
+                ChatRequest.model_validate({"messages": [{"role": "user", "content": "hi"}]}),
+                CallContext(SystemClock()),
+            )
+        finally:
+            await client.aclose()
+
+    assert caught.value.status == 413
+    assert "FakeProvider(max_body_bytes=...)" in str(caught.value)
+    assert provider.request_count == 2
+    assert provider.requests[0].oversize_bytes is not None
+    assert provider.requests[0].oversize_bytes > 1000
+    assert provider.requests[0].body is None
+    assert provider.requests[1].oversize_bytes is None and small.content
+
+
+def test_the_body_limit_must_be_a_positive_whole_number() -> None:
+    with pytest.raises(ValueError, match="max_body_bytes must be at least 1"):
+        FakeProvider(max_body_bytes=0)
+    with pytest.raises(ValueError, match="max_body_bytes must be a whole number"):
+        FakeProvider(max_body_bytes="1MB")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("style", ["json", "php", "raw"])
+async def test_echo_credentials_repeats_headers_and_query_in_the_style_asked(style: str) -> None:
+    key = 'k/e"y'
+    async with FakeProvider() as provider:
+        provider.script(Reply.echo_credentials(style=style))  # type: ignore[arg-type]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{provider.url}/chat/completions?key=q1", json={}, headers={"x-api-key": key}
+            ) as response,
+        ):
+            status, text = response.status, await response.text()
+
+    assert status == 401
+    escaped = json.dumps(key)[1:-1]
+    expected = {"json": escaped, "php": escaped.replace("/", "\\/"), "raw": key}[style]
+    assert f"x-api-key: {expected}" in text.replace("X-Api-Key", "x-api-key")
+    assert "key=q1" in text

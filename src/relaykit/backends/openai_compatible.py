@@ -5,14 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from pydantic import SecretStr, ValidationError
 
-from relaykit.classify import error_from_http, mask_secret, parse_error_body
+from relaykit._checks import positive_seconds, whole_number
+from relaykit._secrets import (
+    MASK,
+    SecretHeaders,
+    Secrets,
+    SecretURL,
+    is_secret_name,
+    mask_url,
+)
+from relaykit.classify import error_from_http, parse_error_body
 from relaykit.errors import (
     BadResponseError,
     InvalidRequestError,
@@ -36,7 +45,14 @@ class OpenAICompatible:
     without ``aclose()``) is let go when the backend is next used on another loop. ``timeout``
     (seconds) bounds a whole non-streamed answer, the wait for a stream's first chunk, and any
     silence between two chunks; a call's deadline shortens it.
-    The API key is kept as a secret: it never appears in a repr, a log line or an error.
+
+    ``base_url`` may carry a query, which every request keeps (Azure OpenAI's
+    ``?api-version=...``; the path is joined before it). Credentials stay secret wherever
+    they are passed: ``api_key``, a credential header in ``headers`` (``x-api-key``,
+    ``api-key``, ``x-goog-api-key``, any name ending in ``key``, ``token``, ``secret``, ... and
+    those you add with ``secret_headers=``), a call's ``extra_headers``, a ``?key=`` query
+    parameter or a ``user:password@`` in ``base_url``. None of them appears in a repr, a log
+    line, an event, a span or an error, also when a provider echoes it back.
 
     >>> backend = OpenAICompatible("http://127.0.0.1:8000/v1", api_key="sk-...", model="gpt-4o")
     """
@@ -55,38 +71,59 @@ class OpenAICompatible:
         auth_header: str = "Authorization",
         auth_scheme: str | None = "Bearer",
         max_connections: int = 100,
+        secret_headers: Collection[str] = (),
     ) -> None:
+        if isinstance(secret_headers, str) or not all(isinstance(h, str) for h in secret_headers):
+            raise ValueError(
+                f"secret_headers must be a list of header names, e.g. ['x-tenant-pass'], got "
+                f"{secret_headers!r}"
+            )
+        self._secret_names = frozenset(h.lower() for h in secret_headers)
+        if not isinstance(base_url, str):
+            raise ValueError(f"base_url must be a string, got {type(base_url).__name__}")
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(
                 f"base_url must be an http(s) URL such as 'https://api.openai.com/v1', "
-                f"got {_masked(base_url)!r}"
+                f"got {mask_url(base_url, self._secret_names)!r}"
             )
-        if timeout <= 0 or connect_timeout <= 0:
-            raise ValueError("timeout and connect_timeout must be positive numbers of seconds")
-        if max_connections < 1:
-            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
-        # What relaykit shows (repr, errors, the default name) has any user:password@ masked;
-        # only the URL requests go to keeps it.
-        self.base_url = _masked(base_url.rstrip("/"))
+        if not isinstance(api_key, str | SecretStr | None):
+            raise ValueError(f"api_key must be a string, got {type(api_key).__name__}")
+        self.timeout = positive_seconds("timeout", timeout)
+        self.connect_timeout = positive_seconds("connect_timeout", connect_timeout)
+        self.max_connections = whole_number("max_connections", max_connections, minimum=1)
+        given_headers = dict(headers or {})
+        for header, value in given_headers.items():
+            if not isinstance(header, str) or not isinstance(value, str):
+                shown = MASK if is_secret_name(str(header), self._secret_names) else repr(value)
+                raise ValueError(f"headers must map header names to strings; {header!r} is {shown}")
+        # The path is joined before the query, which is kept: Azure OpenAI's base URL is
+        # ``https://<resource>/openai/deployments/<name>?api-version=2024-06-01``.
+        path = parts.path.rstrip("/")
+        # What relaykit shows (repr, errors) has user:password@ and credential query values
+        # (``?key=``) masked; only the URL requests go to keeps them.
+        self.base_url = mask_url(
+            urlunsplit(parts._replace(path=path, fragment="")), self._secret_names
+        )
         self.model = model
         self.name = name or parts.netloc.rpartition("@")[2]
-        self.timeout = timeout
-        self.connect_timeout = connect_timeout
-        self.max_connections = max_connections
         self.extra_body = dict(extra_body or {})
         self._api_key = api_key if isinstance(api_key, SecretStr | None) else SecretStr(api_key)
-        self._url = f"{base_url.rstrip('/')}/chat/completions"
-        base_headers = {"Content-Type": "application/json", **(headers or {})}
+        self._url = SecretURL(
+            urlunsplit(parts._replace(path=f"{path}/chat/completions", fragment=""))
+        )
+        base_headers = {"Content-Type": "application/json", **given_headers}
         key = self._api_key.get_secret_value() if self._api_key else ""
         if key:
             base_headers[auth_header] = f"{auth_scheme} {key}" if auth_scheme else key
-        self._json_headers = {**base_headers, "Accept": "application/json"}
-        self._sse_headers = {**base_headers, "Accept": "text/event-stream"}
+        names = self._secret_names | {auth_header.lower()}
+        self._secrets = Secrets.of(headers=base_headers, url=base_url, values=[key], names=names)
+        self._json_headers = SecretHeaders({**base_headers, "Accept": "application/json"}, names)
+        self._sse_headers = SecretHeaders({**base_headers, "Accept": "text/event-stream"}, names)
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
     def __repr__(self) -> str:
-        key = "'**********'" if self._api_key else "None"
+        key = repr(MASK) if self._api_key else "None"
         return (
             f"OpenAICompatible(base_url={self.base_url!r}, api_key={key}, "
             f"model={self.model!r}, name={self.name!r})"
@@ -106,18 +143,18 @@ class OpenAICompatible:
             ) as response:
                 raw = await response.read()
                 if response.status >= 400:
-                    raise self._http_error(response.status, raw, response.headers)
+                    raise self._http_error(response.status, raw, response.headers, ctx)
         except RelayError:
             raise
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise self._transport_error(exc, timeout) from exc
-        return self._completion(raw)
+            raise self._transport_error(exc, timeout, ctx) from self._cause(exc, ctx)
+        return self._completion(raw, ctx)
 
-    def _completion(self, raw: bytes) -> ChatCompletion:
+    def _completion(self, raw: bytes, ctx: CallContext) -> ChatCompletion:
         try:
             return ChatCompletion.model_validate_json(raw)
         except ValidationError as exc:
-            raise self._bad_body(raw, exc) from None
+            raise self._bad_body(raw, exc, ctx) from None
 
     async def astream(self, request: ChatRequest, ctx: CallContext) -> ChatStream:
         payload = self._payload(request, stream=True)
@@ -140,7 +177,7 @@ class OpenAICompatible:
                         raw = await response.read()
                     finally:
                         response.release()
-                    raise self._http_error(response.status, raw, response.headers)
+                    raise self._http_error(response.status, raw, response.headers, ctx)
                 # The body decides, not the header (some servers mislabel either way): JSON
                 # means the server ignored stream=true and answered whole, served as a stream.
                 try:
@@ -155,16 +192,16 @@ class OpenAICompatible:
                         response.release()
                     options = request.stream_options
                     return ChatStream.from_completion(
-                        self._completion(raw),
+                        self._completion(raw, ctx),
                         include_usage=bool(options and options.include_usage),
                         target=self.name,
                     )
-                chunks = self._chunks(response, head)
+                chunks = self._chunks(response, head, ctx)
                 first = await anext(chunks, None)
         except RelayError:
             raise
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise self._transport_error(exc, timeout) from exc
+            raise self._transport_error(exc, timeout, ctx) from self._cause(exc, ctx)
         if first is None:
             raise BadResponseError(
                 "ended its stream before sending any chunk. Check that the server supports "
@@ -174,7 +211,7 @@ class OpenAICompatible:
         return ChatStream(first, chunks, target=self.name)
 
     async def _chunks(
-        self, response: aiohttp.ClientResponse, head: bytes
+        self, response: aiohttp.ClientResponse, head: bytes, ctx: CallContext
     ) -> AsyncIterator[ChatCompletionChunk]:
         decoder = SSEDecoder()
         finished = False
@@ -183,14 +220,14 @@ class OpenAICompatible:
                 for event in decoder.feed(data):
                     if event.data == "[DONE]":
                         return
-                    chunk = self._chunk(event)
+                    chunk = self._chunk(event, ctx)
                     finished = finished or _finishes(chunk)
                     yield chunk
             # The last event may lack its blank line; it can still be the one that finishes.
             for event in decoder.flush():
                 if event.data == "[DONE]":
                     return
-                chunk = self._chunk(event)
+                chunk = self._chunk(event, ctx)
                 finished = finished or _finishes(chunk)
                 yield chunk
             if not finished:
@@ -200,15 +237,15 @@ class OpenAICompatible:
                     target=self.name,
                 )
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise self._transport_error(exc, self.timeout) from exc
+            raise self._transport_error(exc, self.timeout, ctx) from self._cause(exc, ctx)
         finally:
             response.release()
 
-    def _chunk(self, event: SSEEvent) -> ChatCompletionChunk:
+    def _chunk(self, event: SSEEvent, ctx: CallContext) -> ChatCompletionChunk:
         try:
             return ChatCompletionChunk.model_validate_json(event.data)
         except ValidationError as exc:
-            raise self._bad_body(event.data.encode(), exc, in_stream=True) from None
+            raise self._bad_body(event.data.encode(), exc, ctx, in_stream=True) from None
 
     # --- building the request ------------------------------------------------------------------
 
@@ -264,17 +301,28 @@ class OpenAICompatible:
 
     # --- errors --------------------------------------------------------------------------------
 
-    def _redact(self, text: str) -> str:
-        key = self._api_key.get_secret_value() if self._api_key else ""
-        return mask_secret(text, key) if key else text
+    def _call_secrets(self, ctx: CallContext) -> Secrets:
+        """This backend's credentials and those the call added (``extra_headers``)."""
+        if not ctx.extra_headers:
+            return self._secrets
+        return self._secrets + Secrets.of(headers=ctx.extra_headers, names=self._secret_names)
 
-    def _http_error(self, status: int, raw: bytes, headers: Mapping[str, str]) -> RelayError:
-        return error_from_http(
-            status, self._redact(raw.decode("utf-8", "replace")), headers, target=self.name
-        )
+    def _cause(self, exc: BaseException, ctx: CallContext) -> BaseException | None:
+        """``exc`` to chain to our error, unless its own text shows a credential (an aiohttp
+        error quoting the URL with its ``?key=``): tracebacks and spans print the chain."""
+        secrets = self._call_secrets(ctx)
+        return None if secrets.contained_in(f"{exc!s} {exc!r}") else exc
 
-    def _bad_body(self, raw: bytes, exc: ValidationError, *, in_stream: bool = False) -> RelayError:
-        text = self._redact(raw.decode("utf-8", "replace"))
+    def _http_error(
+        self, status: int, raw: bytes, headers: Mapping[str, str], ctx: CallContext
+    ) -> RelayError:
+        text = self._call_secrets(ctx).mask(raw.decode("utf-8", "replace"))
+        return error_from_http(status, text, headers, target=self.name)
+
+    def _bad_body(
+        self, raw: bytes, exc: ValidationError, ctx: CallContext, *, in_stream: bool = False
+    ) -> RelayError:
+        text = self._call_secrets(ctx).mask(raw.decode("utf-8", "replace"))
         try:
             data = json.loads(text)
         except ValueError:
@@ -292,7 +340,7 @@ class OpenAICompatible:
             target=self.name,
         )
 
-    def _transport_error(self, exc: BaseException, timeout: float) -> RelayError:
+    def _transport_error(self, exc: BaseException, timeout: float, ctx: CallContext) -> RelayError:
         if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
             if timeout < self.timeout:  # the call's deadline, not ours, cut the wait short
                 return ProviderTimeout(
@@ -312,17 +360,10 @@ class OpenAICompatible:
                 target=self.name,
             )
         return ProviderConnectionError(
-            f"dropped the connection: {type(exc).__name__}: {self._redact(str(exc))}",
+            f"dropped the connection: {type(exc).__name__}: "
+            f"{self._call_secrets(ctx).mask(str(exc))}",
             target=self.name,
         )
-
-
-def _masked(url: str) -> str:
-    """``url`` with its credentials (``user:password@``) masked: a URL may carry a key."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=f"**********@{parts.netloc.rpartition('@')[2]}"))
 
 
 def _abandon(session: aiohttp.ClientSession) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -211,7 +212,11 @@ class OpenTelemetry:
         span.set_attributes(route)
         span.set_attribute("error.type", error_type)
         if isinstance(error, Exception):
-            span.record_exception(error)
+            # Without the chain: a cause is another library's exception as it wrote it (the
+            # openai SDK's, under @resilient), which may quote a key the provider echoed;
+            # relaykit's own messages are masked.
+            stack = "".join(traceback.format_exception(error, chain=False))
+            span.record_exception(error, attributes={"exception.stacktrace": stack})
         span.set_status(self._status(self._error_code, str(error) or error_type))
         span.end()
 

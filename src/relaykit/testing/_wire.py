@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from relaykit.testing.replies import JSONObject, Reply, SSEStyle
 
@@ -50,6 +51,20 @@ def parse_object(raw: bytes) -> dict[str, Any] | None:
 def include_usage(body: dict[str, Any] | None) -> bool:
     options = body.get("stream_options") if body else None
     return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def credential_echo(headers: dict[str, str], query: str, style: str) -> tuple[bytes, str]:
+    """The body (and its content type) of an auth error repeating the request's headers and
+    query parameters verbatim, in the echo ``style`` of ``Reply.echo_credentials``."""
+    received = [f"{name}: {value}" for name, value in headers.items()]
+    received += [f"{name}={value}" for name, value in parse_qsl(query, keep_blank_values=True)]
+    message = "Invalid credentials. The request carried " + "; ".join(received)
+    if style == "raw":
+        return message.encode(), "text/plain; charset=utf-8"
+    text = json.dumps(
+        {"error": {"message": message, "type": "invalid_request_error", "code": "invalid_api_key"}}
+    )
+    return (text.replace("/", "\\/") if style == "php" else text).encode(), "application/json"
 
 
 def last_user_text(body: dict[str, Any] | None) -> str:

@@ -32,6 +32,7 @@ from multidict import CIMultiDict
 from relaykit.testing._wire import (
     CREATED,
     Envelope,
+    credential_echo,
     group_writes,
     include_usage,
     json_body,
@@ -46,6 +47,9 @@ __all__ = ["FakeProvider", "RecordedRequest", "Reply", "ReplySource", "SSEStyle"
 
 # Handlers wake on stop() by themselves; this only bounds one still reading a slow request body.
 _SHUTDOWN_BACKSTOP_S = 2.0
+DEFAULT_MAX_BODY_BYTES = 16 * 2**20
+"""The largest request body FakeProvider reads (16 MiB); a larger one is recorded and answered
+413, like a provider's own limit."""
 
 
 class FakeProvider:
@@ -58,8 +62,20 @@ class FakeProvider:
     is the request that got it.
     """
 
-    def __init__(self, *, model: str = "fake-model", host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self,
+        *,
+        model: str = "fake-model",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ):
+        if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
+            raise ValueError(f"max_body_bytes must be a whole number, got {max_body_bytes!r}")
+        if max_body_bytes < 1:
+            raise ValueError(f"max_body_bytes must be at least 1, got {max_body_bytes}")
         self.model = model
+        self.max_body_bytes = max_body_bytes
         self.host = host
         self.default: ReplySource = Reply.ok()
         self.requests: list[RecordedRequest] = []
@@ -97,7 +113,7 @@ class FakeProvider:
         if self._runner is not None:
             raise RuntimeError("FakeProvider is already running")
         self._stopping = asyncio.Event()
-        app = web.Application()
+        app = web.Application(client_max_size=self.max_body_bytes)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
@@ -164,20 +180,38 @@ class FakeProvider:
         loop.close()
 
     async def _record(self, request: web.Request) -> tuple[RecordedRequest, int]:
-        """Store the request and return it with its 1-based arrival number."""
-        raw = await request.read()
+        """Store the request and return it with its 1-based arrival number; an oversize body
+        is recorded too (``oversize_bytes``), without its content."""
+        oversize: int | None = None
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raw = b""
+            oversize = request.content_length or self.max_body_bytes + 1
         recorded = RecordedRequest(
             method=request.method,
             path=request.path,
             headers=dict(request.headers),
             body=parse_object(raw),
             raw=raw,
+            query=request.query_string,
+            oversize_bytes=oversize,
         )
         self.requests.append(recorded)
         return recorded, len(self.requests)
 
+    def _too_large(self, recorded: RecordedRequest) -> web.Response:
+        message = (
+            f"Request body is larger than FakeProvider's limit of {self.max_body_bytes} bytes "
+            f"({recorded.oversize_bytes} bytes); raise it with FakeProvider(max_body_bytes=...)"
+        )
+        error = {"message": message, "type": "invalid_request_error", "code": "request_too_large"}
+        return web.json_response({"error": error}, status=413)
+
     async def _models(self, request: web.Request) -> web.StreamResponse:
-        await self._record(request)
+        recorded, _ = await self._record(request)
+        if recorded.oversize_bytes is not None:
+            return self._too_large(recorded)
         model = {
             "id": self.model,
             "object": "model",
@@ -188,6 +222,8 @@ class FakeProvider:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         recorded, number = await self._record(request)
+        if recorded.oversize_bytes is not None:
+            return self._too_large(recorded)
         reply = self._next_reply(recorded)
         model = recorded.body.get("model") if recorded.body else None
         envelope = Envelope(
@@ -207,6 +243,9 @@ class FakeProvider:
         reply = source if isinstance(source, Reply) else source(recorded)
         if reply.echoes:
             return replace(reply, echoes=False, content=last_user_text(recorded.body))
+        if reply.kind == "echo_credentials":
+            body, content_type = credential_echo(recorded.headers, recorded.query, reply.echo_style)
+            return replace(reply, kind="fixed", body=body, content_type=content_type)
         return reply
 
     async def _send(

@@ -20,7 +20,10 @@ DEFAULT_CONTENT = "Hello from FakeProvider."
 
 JSONObject: TypeAlias = dict[str, Any]
 SSEStyle: TypeAlias = Literal["plain", "crlf", "comments", "coalesced", "split"]
-_Kind: TypeAlias = Literal["ok", "fixed", "hang", "truncated_json", "malformed_sse"]
+_Kind: TypeAlias = Literal[
+    "ok", "fixed", "hang", "truncated_json", "malformed_sse", "echo_credentials"
+]
+EchoStyle: TypeAlias = Literal["json", "php", "raw"]
 
 _HTML_PAGE = (
     "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
@@ -37,6 +40,10 @@ class RecordedRequest:
     headers: dict[str, str]
     body: dict[str, Any] | None
     raw: bytes
+    query: str = ""
+    # Set when the body was over the server's max_body_bytes: it was answered 413, and neither
+    # ``body`` nor ``raw`` holds it. The size its Content-Length declared, else the limit + 1.
+    oversize_bytes: int | None = None
 
     @property
     def stream(self) -> bool:
@@ -78,6 +85,7 @@ class Reply:
     chunk_delay: float = 0.0
     drop_at: int | None = None
     stall_at: int | None = None
+    echo_style: EchoStyle = "json"
 
     @classmethod
     def ok(
@@ -197,6 +205,20 @@ class Reply:
             type="invalid_request_error",
             code="invalid_api_key",
         )
+
+    @classmethod
+    def echo_credentials(cls, status: int = 401, *, style: EchoStyle = "json") -> Self:
+        """An auth error whose message repeats every header and query parameter the request
+        carried, keys included, as careless providers and gateways do: for testing that a key
+        never reaches an error, a log line or a span however it was sent.
+
+        ``style`` is how the echo is written: ``json`` (a JSON error body, so quotes and
+        backslashes in a key come escaped), ``php`` (also ``/`` as ``\\/``, as PHP's
+        json_encode writes it) or ``raw`` (a text/plain body with the values as received).
+        """
+        if style not in ("json", "php", "raw"):
+            raise ValueError(f"style must be 'json', 'php' or 'raw', got {style!r}")
+        return cls(kind="echo_credentials", status=status, echo_style=style)
 
     @classmethod
     def invalid_request(cls, message: str, param: str | None = None) -> Self:
