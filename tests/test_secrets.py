@@ -277,4 +277,4 @@ async def test_a_header_a_config_file_names_secret_shows_nowhere() -> None:
         await relay.aclose()
 
     assert provider.requests[0].header("X-Tenant-Pass") == PLAIN
-    assert_never_shown(PLAIN, error_texts(caught.value) + [repr(relay.targets)])
+    assert_never_shown(PLAIN, [*error_texts(caught.value), repr(relay.targets)])
