@@ -49,8 +49,9 @@ from relaykit.middleware.telemetry import OpenTelemetry
 from relaykit.middleware.timeout import Timeout
 from relaykit.pipeline import CallContext, Handler, Middleware
 from relaykit.relay import Relay
+from relaykit.strategies import LoadBalance
 from relaykit.stream import ChatStream
-from relaykit.target import BoundTarget, Strategy, Target
+from relaykit.target import BoundTarget, Group, Strategy, Target
 from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest, RelayInfo, Usage
 
 __all__ = [
@@ -75,8 +76,10 @@ __all__ = [
     "ContextWindowError",
     "Fallback",
     "FunctionBackend",
+    "Group",
     "Handler",
     "InvalidRequestError",
+    "LoadBalance",
     "LocalRateLimitError",
     "Logging",
     "Middleware",

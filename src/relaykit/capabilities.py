@@ -12,6 +12,10 @@ Relay looks for exactly these, once, when it is built:
 - ``ClosesResources``: ``async def aclose(self) -> None``. Awaited by ``Relay.aclose()``.
 - ``RetriesCalls``: ``stacks_with_retry = False``. The Relay refuses two of them on one call
   path, where attempts would multiply.
+- ``AdmitsCalls``: ``def refusal(self, target, ctx) -> RelayError | None``, on a per-target
+  middleware (CircuitBreaker, RateLimit, a budget). A strategy that picks among targets
+  (LoadBalance, Hedge) asks it first and skips a target that cannot take the call now, with
+  no request and no await.
 
 A user's class fits by having the attribute; nothing needs to inherit from these. A near miss
 (``keys_request``, ``on_events``) would silently turn the capability off, so ``Relay`` refuses
@@ -24,10 +28,13 @@ import difflib
 from collections.abc import Collection
 from typing import Protocol, runtime_checkable
 
+from relaykit.errors import RelayError
 from relaykit.events import Event
+from relaykit.pipeline import CallContext
 
 __all__ = [
     "CAPABILITIES",
+    "AdmitsCalls",
     "ClosesResources",
     "KeysRequests",
     "ObservesEvents",
@@ -73,7 +80,22 @@ class RetriesCalls(Protocol):
     stacks_with_retry: bool
 
 
+@runtime_checkable
+class AdmitsCalls(Protocol):
+    """Knows, without a request or an await, when its target cannot take a call now.
+
+    ``refusal`` returns the error the middleware would raise for a call to ``target`` at this
+    moment (``CircuitOpenError``, ``LocalRateLimitError``), or None when it would let it
+    through. It is a cheap local answer from what this process has seen, never a store round
+    trip: a shared store's state is learnt at the next call the middleware itself refuses.
+    The middleware's own check stays the authority when a call does go.
+    """
+
+    def refusal(self, target: str, ctx: CallContext) -> RelayError | None: ...
+
+
 CAPABILITIES: dict[str, type] = {
+    "refusal": AdmitsCalls,
     "keys_requests": KeysRequests,
     "on_event": ObservesEvents,
     "wants": WantsEvents,

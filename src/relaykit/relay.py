@@ -25,7 +25,7 @@ from relaykit.events import ALL_EVENTS, Completed, Event, Failed, Listener
 from relaykit.middleware.fallback import Fallback
 from relaykit.pipeline import CacheMode, CallContext, Handler, Middleware, Response, compose
 from relaykit.stream import ChatStream
-from relaykit.target import Strategy, Target
+from relaykit.target import Group, Strategy, Target, chain_of, leaves_of
 from relaykit.types import ChatCompletion, ChatRequest, RelayInfo, set_relay_info
 
 __all__ = ["Relay", "Strategy", "SyncChatStream"]
@@ -49,9 +49,9 @@ class Relay:
 
     def __init__(
         self,
-        targets: Sequence[Backend | Target] = (),
+        targets: Sequence[Backend | Target | Group] = (),
         *,
-        routes: Mapping[str, Sequence[Backend | Target]] | None = None,
+        routes: Mapping[str, Sequence[Backend | Target | Group]] | None = None,
         middleware: Sequence[Middleware] = (),
         strategy: Strategy | None = None,
         clock: Clock | None = None,
@@ -59,18 +59,20 @@ class Relay:
     ) -> None:
         if not targets and not routes:
             raise ValueError("targets must name at least one backend or Target (or give routes=)")
-        self.targets = _chain("targets", targets)
+        self.targets = chain_of("targets", targets)
         self.routes = {
-            alias: _chain(f"routes[{alias!r}]", chain) for alias, chain in (routes or {}).items()
+            alias: chain_of(f"routes[{alias!r}]", chain) for alias, chain in (routes or {}).items()
         }
         self.middleware = tuple(middleware)
         self.strategy = strategy or Fallback()
         self.clock = clock or SystemClock()
-        # A target named in several routes is one target: its middleware is checked once.
+        # A target named in several routes is one target: its middleware is checked once. A
+        # group stands for its members.
         every_target = tuple(
             {
-                id(t): t
+                id(leaf): leaf
                 for t in (*self.targets, *(t for chain in self.routes.values() for t in chain))
+                for leaf in leaves_of(t)
             }.values()
         )
         _reject_stacked_retries(self.middleware, every_target)
@@ -355,18 +357,6 @@ def _routed(ctx: CallContext, error: RelayError) -> None:
     """Give the error the caller gets the call's routing trace."""
     if ctx.route:
         error.route = tuple(ctx.route)
-
-
-def _chain(where: str, targets: Sequence[Backend | Target]) -> tuple[Target, ...]:
-    chain = tuple(t if isinstance(t, Target) else Target(t) for t in targets)
-    names = [t.label for t in chain]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(
-            f"{where} must have distinct names; {duplicates} appear more than once. "
-            "Pass Target(backend, name=...) to tell them apart"
-        )
-    return chain
 
 
 def _reject_stacked_retries(outer: Sequence[Middleware], targets: Sequence[Target]) -> None:

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from relaykit.backends.base import Backend
-from relaykit.errors import ProviderTimeout, RelayError, RouteStep
+from relaykit.errors import Attempt, ProviderTimeout, RelayError, RouteStep
 from relaykit.events import AttemptFailed, AttemptStarted, AttemptSucceeded
 from relaykit.pipeline import CallContext, Handler, Middleware, Response, compose
 from relaykit.types import ChatCompletion, ChatRequest
 
-__all__ = ["BoundTarget", "Strategy", "Target"]
+__all__ = ["BoundTarget", "Group", "Strategy", "Target", "chain_of", "leaves_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,19 +66,107 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class Group:
+    """Several targets that act as one target of an outer strategy: ``strategy`` over ``targets``.
+
+    A group goes wherever a target goes (``Relay(targets=[...])``, another group), so
+    strategies nest: load-balance between two regions, each a fallback chain of its own. The
+    answer and the route name the member that answered; a group whose every member failed
+    fails as a whole and the outer strategy moves on. Names must be distinct across a
+    Relay's chain, members included.
+
+    >>> east = Group("east", [Target(a1, name="east-1"), Target(a2, name="east-2")], Fallback())
+    >>> west = Group("west", [Target(b1, name="west-1"), Target(b2, name="west-2")], Fallback())
+    >>> Relay(targets=[east, west], strategy=LoadBalance(weights={"east": 3, "west": 1}))
+    """
+
+    name: str
+    targets: Sequence[Backend | Target | Group]
+    strategy: Strategy
+    # ``targets`` as Targets and Groups, checked once.
+    members: tuple[Target | Group, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"Group name must be a non-empty string, got {self.name!r}")
+        if not self.targets:
+            raise ValueError(f"Group {self.name!r}: targets must name at least one target")
+        members = chain_of(f"Group {self.name!r} targets", self.targets)
+        object.__setattr__(self, "members", members)
+
+    @property
+    def label(self) -> str:
+        """The name errors, events and the outer strategy's options (weights) use."""
+        return self.name
+
+    @property
+    def context_window(self) -> None:
+        """A group has no window of its own; its strategy skips members that are too small."""
+        return None
+
+    def leaves(self) -> tuple[Target, ...]:
+        """Every Target inside, in order, however deeply grouped."""
+        return tuple(leaf for t in self.members for leaf in leaves_of(t))
+
+    def bind(self) -> BoundTarget:
+        """The group's handler: its strategy over its members' handlers.
+
+        A failure the strategy did not count as a try (one member raising its own error)
+        is counted here, so the outer strategy's ``AllTargetsFailedError`` lists every try.
+        """
+        members = tuple(t.bind() for t in self.members)
+        inner = self.strategy.build(members)
+        name = self.name
+
+        async def group(request: ChatRequest, ctx: CallContext) -> Response:
+            counted = len(ctx.failures)
+            started = ctx.clock.now()
+            try:
+                return await inner(request, ctx)
+            except RelayError as exc:
+                if len(ctx.failures) == counted:
+                    ctx.failures.append(Attempt(exc.target or name, exc, ctx.clock.now() - started))
+                raise
+
+        return BoundTarget(self, group, members)
+
+
+@dataclass(frozen=True, slots=True)
 class BoundTarget:
     """A target with its composed handler, as strategies (Fallback, ...) receive it.
 
     ``await bound.handler(request, ctx)`` makes one attempt on this target, through its own
-    middleware; ``name`` is the label errors and events use for it.
+    middleware; ``name`` is the label errors and events use for it. For a ``Group``,
+    ``members`` are its members, bound (empty for a plain target).
     """
 
-    target: Target
+    target: Target | Group
     handler: Handler
+    members: tuple[BoundTarget, ...] = ()
 
     @property
     def name(self) -> str:
         return self.target.label
+
+
+def chain_of(where: str, targets: Sequence[Backend | Target | Group]) -> tuple[Target | Group, ...]:
+    """``targets`` as Targets and Groups (a bare backend becomes a Target), with distinct names
+    across the chain and every group's members; a ``ValueError`` names ``where`` otherwise."""
+    chain = tuple(t if isinstance(t, Target | Group) else Target(t) for t in targets)
+    names = [t.label for t in chain]
+    names += [leaf.label for t in chain if isinstance(t, Group) for leaf in t.leaves()]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(
+            f"{where} must have distinct names; {duplicates} appear more than once. "
+            "Pass Target(backend, name=...) to tell them apart"
+        )
+    return chain
+
+
+def leaves_of(target: Target | Group) -> tuple[Target, ...]:
+    """The Targets a chain entry stands for: itself, or a group's members."""
+    return target.leaves() if isinstance(target, Group) else (target,)
 
 
 class Strategy(Protocol):

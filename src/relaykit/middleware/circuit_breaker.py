@@ -110,6 +110,9 @@ class CircuitBreaker:
         # Late verdicts (a stream broken after its first chunk) are recorded from a sync
         # finalizer, so they run as tasks; the next admission waits for them.
         self._late = BackgroundTasks()
+        # Circuits this process saw open, by target: until when, and why. ``refusal`` answers
+        # from here, so a strategy skips an open target without asking the store.
+        self._seen_open: dict[str, tuple[float, str]] = {}
 
     def __repr__(self) -> str:
         p = self.policy
@@ -147,9 +150,14 @@ class CircuitBreaker:
         if self._late:
             await self._late.drain()
         store, policy = self.store, self.policy
-        admission = await store.admit(key, ctx.clock.now(), policy)
+        now = ctx.clock.now()
+        admission = await store.admit(key, now, policy)
         if not admission.allowed:
+            if admission.wait_s is not None:
+                self._seen_open[key] = (now + admission.wait_s, admission.reason)
             raise self._open_error(key, admission)
+        if self._seen_open:
+            self._seen_open.pop(key, None)
         probe = admission.probe
         try:
             result = await call_next(request, ctx)
@@ -191,14 +199,29 @@ class CircuitBreaker:
     async def _record_late(self, ctx: CallContext, key: str, outcome: Outcome) -> None:
         self._report(ctx, key, await self.store.record(key, ctx.clock.now(), self.policy, outcome))
 
+    def refusal(self, target: str, ctx: CallContext) -> CircuitOpenError | None:
+        """The error a call to ``target`` would get now if its circuit is open as this process
+        last saw it (``relaykit.capabilities.AdmitsCalls``); None once the open period is over,
+        when the call goes to the store's admission and may be the half-open probe."""
+        seen = self._seen_open.get(target)
+        if seen is None:
+            return None
+        wait_s = seen[0] - ctx.clock.now()
+        if wait_s <= 0:
+            return None
+        return self._open_error(target, Admission(False, wait_s=wait_s, reason=seen[1]))
+
     def _report(self, ctx: CallContext, key: str, change: Transition | None) -> None:
         if change is None:
             return
         if change.opened:
+            self._seen_open[key] = (ctx.clock.now() + change.open_s, change.reason)
             if CircuitOpened in ctx.observed:
                 ctx.emit(CircuitOpened(key, change.open_s, change.reason))
-        elif CircuitClosed in ctx.observed:
-            ctx.emit(CircuitClosed(key))
+        else:
+            self._seen_open.pop(key, None)
+            if CircuitClosed in ctx.observed:
+                ctx.emit(CircuitClosed(key))
 
     def _open_error(self, key: str, admission: Admission) -> CircuitOpenError:
         if admission.wait_s is not None:

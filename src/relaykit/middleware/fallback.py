@@ -28,17 +28,22 @@ from typing import Any
 
 from relaykit._rules import ErrorRule, check_rules
 from relaykit.errors import (
-    AllTargetsFailedError,
     Attempt,
     BadResponseError,
-    ContextWindowError,
     RelayError,
     RouteStep,
     StreamInterruptedError,
 )
 from relaykit.events import FallingBack
 from relaykit.pipeline import CallContext, Handler, Response
-from relaykit.strategies._route import failed_for_good, moves_on, skip_reason, skipped
+from relaykit.strategies._route import (
+    give_up,
+    moves_on,
+    note_failure,
+    skip_reason,
+    skipped,
+    too_small_after,
+)
 from relaykit.stream import ChatStream
 from relaykit.target import BoundTarget
 from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest
@@ -160,11 +165,10 @@ class Fallback:
             try:
                 result = await target.handler(request, ctx)
             except RelayError as exc:
-                ctx.failures.append(Attempt(target.name, exc, ctx.clock.now() - started))
+                note_failure(ctx, target, exc, started)
                 if not self.moves_on(exc):
                     raise
-                if isinstance(exc, ContextWindowError) and target.target.context_window:
-                    too_small = max(too_small or 0, target.target.context_window)
+                too_small = too_small_after(exc, target, too_small)
                 self._announce(chain, index, ctx, exc, too_small)
                 continue
             if self.answer_checks and isinstance(result, ChatCompletion):
@@ -180,13 +184,7 @@ class Fallback:
                     continue
             return result, index
         # Every target failed, or was skipped for an earlier failure.
-        if len(chain) == 1:  # one target raises its own typed error
-            raise ctx.failures[-1].error
-        raise AllTargetsFailedError(
-            ctx.failures,
-            latest=ctx.failures[this_pass:],
-            exhausted=all(failed_for_good(t, ctx) for t in chain),
-        )
+        raise give_up(chain, ctx, this_pass)
 
     def _announce(
         self,

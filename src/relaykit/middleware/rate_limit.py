@@ -63,6 +63,7 @@ class RateLimit:
 
     __slots__ = (
         "_buckets",
+        "_full_until",
         "_limits",
         "_settlements",
         "burst",
@@ -123,6 +124,10 @@ class RateLimit:
         self._buckets: dict[tuple[str, str | None], tuple[Bucket, ...]] = {}
         # Stream settlements run as tasks (a finalizer cannot await); kept so none is lost.
         self._settlements = BackgroundTasks()
+        # Until when each (target, tenant) refused a call here, with the limit that refused
+        # it: ``refusal`` answers from this, so a strategy skips a full target without a store
+        # round trip. Cleared by time, and rebuilt whenever the table gets large.
+        self._full_until: dict[tuple[str, str | None], tuple[float, str]] = {}
 
     def __repr__(self) -> str:
         parts = [f"rpm={self.rpm!r}"] if self.rpm is not None else []
@@ -161,6 +166,11 @@ class RateLimit:
             if RateLimited in ctx.observed:
                 ctx.emit(RateLimited(target, verdict.wait_s, limit))
             if not verdict.granted:
+                if len(self._full_until) >= _MEMO_MAX:
+                    self._full_until.clear()
+                # From then on a call would wait no longer than max_wait_s: it may go again.
+                until = clock.now() + verdict.wait_s - self.max_wait_s
+                self._full_until[(target, tenant)] = (until, limit)
                 raise self._over_limit(verdict.wait_s, limit, target, tenant, remaining)
             try:
                 await clock.sleep(verdict.wait_s)
@@ -183,6 +193,21 @@ class RateLimit:
                 if used and used != estimate:
                     await self.store.adjust(buckets[-1], used - estimate, now=clock.now())
         return result
+
+    def refusal(self, target: str, ctx: CallContext) -> LocalRateLimitError | None:
+        """The error a call to ``target`` would get now, if this process saw its limit refuse
+        a call moments ago and the slot it named has not come yet
+        (``relaykit.capabilities.AdmitsCalls``); None when the call may try."""
+        key = (target, ctx.tenant if self.per_tenant else None)
+        full = self._full_until.get(key)
+        if full is None:
+            return None
+        wait_s = full[0] - ctx.clock.now()
+        if wait_s <= 0:
+            del self._full_until[key]
+            return None
+        wait_s += self.max_wait_s
+        return self._over_limit(wait_s, full[1], target, key[1], ctx.remaining())
 
     async def aclose(self) -> None:
         """Wait for settlements of ended streams still being written to the store."""

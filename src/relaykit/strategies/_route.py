@@ -10,11 +10,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from relaykit._rules import ErrorRule, matches
-from relaykit.errors import ContextWindowError, InvalidRequestError, RelayError
+from relaykit.capabilities import AdmitsCalls
+from relaykit.errors import (
+    AllTargetsFailedError,
+    Attempt,
+    ContextWindowError,
+    InvalidRequestError,
+    RelayError,
+)
 from relaykit.pipeline import CallContext
-from relaykit.target import BoundTarget
+from relaykit.target import BoundTarget, Group
 
-__all__ = ["failed_for_good", "moves_on", "skip_reason", "skipped"]
+__all__ = [
+    "Gates",
+    "failed_for_good",
+    "give_up",
+    "moves_on",
+    "note_failure",
+    "skip_reason",
+    "skipped",
+    "too_small_after",
+]
 
 
 def moves_on(error: RelayError, rules: Sequence[ErrorRule] | None) -> bool:
@@ -47,5 +63,89 @@ def skip_reason(target: BoundTarget, ctx: CallContext, too_small: int | None) ->
 
 
 def failed_for_good(target: BoundTarget, ctx: CallContext) -> bool:
-    """A target that failed for good in this call (auth, quota, ...) is not asked again."""
+    """A target that failed for good in this call (auth, quota, ...) is not asked again; a
+    group has when all of its members have."""
+    if target.members:
+        return all(failed_for_good(member, ctx) for member in target.members)
     return any(a.target == target.name and not a.error.retryable for a in ctx.failures)
+
+
+def too_small_after(error: RelayError, target: BoundTarget, too_small: int | None) -> int | None:
+    """The context window known to be too small once ``target`` raised ``error``."""
+    window = target.target.context_window
+    if isinstance(error, ContextWindowError) and window:
+        return max(too_small or 0, window)
+    return too_small
+
+
+def note_failure(ctx: CallContext, target: BoundTarget, error: RelayError, started: float) -> None:
+    """Count ``error`` as this call's try at ``target``, for ``AllTargetsFailedError``. A group
+    does not count itself: its members' tries are counted already."""
+    if not target.members:
+        ctx.failures.append(Attempt(target.name, error, ctx.clock.now() - started))
+
+
+def give_up(chain: Sequence[BoundTarget], ctx: CallContext, this_pass: int) -> RelayError:
+    """The error for a call whose every target failed or was skipped: one target's own typed
+    error, else ``AllTargetsFailedError`` listing every try (``this_pass``: where this pass's
+    tries begin in ``ctx.failures``, for an outer Retry)."""
+    if len(chain) == 1 and ctx.failures:
+        return ctx.failures[-1].error
+    return AllTargetsFailedError(
+        ctx.failures,
+        latest=ctx.failures[this_pass:],
+        exhausted=all(failed_for_good(t, ctx) for t in chain),
+    )
+
+
+class Gates:
+    """Asks each target's middleware that can tell (``AdmitsCalls``: an open circuit, a full
+    rate limit, a spent budget) whether the target can take a call now, without a request.
+
+    Built once per chain; a target with no such middleware costs one empty-tuple check.
+    """
+
+    __slots__ = ("_by_target",)
+
+    def __init__(self, targets: Sequence[BoundTarget]) -> None:
+        self._by_target = tuple(_gates(t) for t in targets)
+
+    def refusal(self, index: int, target: BoundTarget, ctx: CallContext) -> RelayError | None:
+        """Why ``target`` (``index`` in the chain) cannot take the call now, or None. A group
+        refuses only when every member does."""
+        gates = self._by_target[index]
+        if not gates:
+            return None
+        if target.members:
+            refusals = [_refused(member, member_gates, ctx) for member, member_gates in gates]
+            if all(refusals):
+                return refusals[0]
+            return None
+        for _, member_gates in gates:
+            return _refused(target, member_gates, ctx)
+        return None
+
+
+def _gates(target: BoundTarget) -> tuple[tuple[BoundTarget, tuple[AdmitsCalls, ...]], ...]:
+    if target.members:
+        members = tuple((m, _own_gates(m)) for m in target.members)
+        return members if all(g for _, g in members) else ()
+    own = _own_gates(target)
+    return ((target, own),) if own else ()
+
+
+def _own_gates(target: BoundTarget) -> tuple[AdmitsCalls, ...]:
+    if isinstance(target.target, Group):  # a group inside a group: not asked ahead
+        return ()
+    layers: tuple[object, ...] = tuple(target.target.middleware)  # asked with isinstance
+    return tuple(layer for layer in layers if isinstance(layer, AdmitsCalls))
+
+
+def _refused(
+    target: BoundTarget, gates: tuple[AdmitsCalls, ...], ctx: CallContext
+) -> RelayError | None:
+    for gate in gates:
+        refusal = gate.refusal(target.name, ctx)
+        if refusal is not None:
+            return refusal
+    return None

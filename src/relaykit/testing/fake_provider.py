@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import replace
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -52,6 +52,12 @@ DEFAULT_MAX_BODY_BYTES = 16 * 2**20
 413, like a provider's own limit."""
 
 
+class Sleeps(Protocol):
+    """A clock the server's delays can run on (``FakeClock``): only ``sleep`` is used."""
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
 class FakeProvider:
     """An OpenAI-compatible server on a random loopback port that replays scripted replies.
 
@@ -60,6 +66,10 @@ class FakeProvider:
     reply, or ``default`` once the script is exhausted; either may be a function of the
     ``RecordedRequest``. Response ids are ``chatcmpl-fake-<n>`` where ``provider.requests[n - 1]``
     is the request that got it.
+
+    Delays (``Reply.delayed``, ``with_chunk_delay``) are real seconds, or seconds of ``clock``
+    when one is given: with the test's ``FakeClock``, a reply "takes" 2 s of the clock the
+    client measures with, and no test waits for it.
     """
 
     def __init__(
@@ -69,6 +79,7 @@ class FakeProvider:
         host: str = "127.0.0.1",
         port: int = 0,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        clock: Sleeps | None = None,
     ):
         if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
             raise ValueError(f"max_body_bytes must be a whole number, got {max_body_bytes!r}")
@@ -77,6 +88,7 @@ class FakeProvider:
         self.model = model
         self.max_body_bytes = max_body_bytes
         self.host = host
+        self.clock = clock
         self.default: ReplySource = Reply.ok()
         self.requests: list[RecordedRequest] = []
         self._requested_port = port
@@ -97,6 +109,14 @@ class FakeProvider:
     def request_count(self) -> int:
         """How many requests arrived, the usual assertion for retry and cache tests."""
         return len(self.requests)
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections open right now (idle keep-alive ones included): a client that
+        gave up on a reply and closed its connection shows here as one fewer."""
+        if self._runner is None or self._runner.server is None:
+            return 0
+        return len(self._runner.server.connections)
 
     def script(self, *replies: ReplySource) -> None:
         """Queue replies for the coming chat requests, one consumed per request, in order."""
@@ -307,6 +327,15 @@ class FakeProvider:
         Returns whether the server is stopping, in which case the reply should be abandoned.
         """
         if seconds > 0:
+            if self.clock is not None:
+                stopping = asyncio.ensure_future(self._stopping.wait())
+                sleeping = asyncio.ensure_future(self.clock.sleep(seconds))
+                try:
+                    await asyncio.wait((stopping, sleeping), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stopping.cancel()
+                    sleeping.cancel()
+                return self._stopping.is_set()
             try:
                 await asyncio.wait_for(self._stopping.wait(), seconds)
             except TimeoutError:
