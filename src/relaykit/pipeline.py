@@ -59,11 +59,17 @@ class CallContext:
     # does not validate); the attempt then counts as failed, so Retry and Fallback take over.
     validate: Callable[[ChatCompletion], None] | None = None
     # Set by Fallback(continue_streams=True) when the stream broke and another target finished
-    # it: the answer joins two generations, so the Cache does not store it.
-    continued: bool = False
+    # it: the targets whose streams broke, in order. The answer joins two generations, so the
+    # Cache does not store it, and RelayInfo says who wrote it.
+    continued_from: tuple[str, ...] = ()
     # The routing trace (``RelayInfo.route``): what each target considered did, in order. None
     # until something other than an answer happens, so a call answered at once records nothing.
     route: list[RouteStep] | None = None
+
+    @property
+    def continued(self) -> bool:
+        """Whether the answer was continued on another target after its stream broke."""
+        return bool(self.continued_from)
 
     def record(self, step: RouteStep) -> None:
         """Add ``step`` to the call's routing trace."""

@@ -1,8 +1,12 @@
 """ChatStream: the streamed answer, past its commit point.
 
-A handler returns a ChatStream only once the first chunk has arrived. Before that, a failure is
-an ordinary exception that retry and fallback handle; after it, the caller owns the stream, and a
-failure surfaces as ``StreamInterruptedError`` carrying the partial answer.
+The commit point is the first chunk that carries part of the answer: text, a tool-call delta or
+a finish_reason. The role-only chunk (``{"role": "assistant", "content": ""}``) that vLLM and
+many gateways send the moment they accept a request is not it: a stream that breaks after it has
+told the caller nothing. A handler returns a ChatStream only once the commit point has arrived
+(``ChatStream.committed``), holding back the chunks before it and delivering them first. Before
+it, a failure is an ordinary exception that retry and fallback handle; after it, the caller owns
+the stream, and a failure surfaces as ``StreamInterruptedError`` carrying the partial answer.
 
 ``Relay.astream()`` hands out a *pending* ChatStream: iterate it directly, or ``await`` it first
 to reach the commit point (so errors before the first chunk raise at the ``await``).
@@ -13,19 +17,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any, Self
 
 from relaykit.assembler import StreamAssembler, chunks_from_completion
-from relaykit.errors import RelayError, StreamInterruptedError
+from relaykit.errors import BadResponseError, RelayError, StreamInterruptedError
 from relaykit.types import ChatCompletion, ChatCompletionChunk, RelayInfo, set_relay_info
 
-__all__ = ["ChatStream", "StreamFinalizer"]
+__all__ = ["ChatStream", "StreamFinalizer", "commits"]
 
 _log = logging.getLogger("relaykit")
 
 StreamFinalizer = Callable[["ChatStream", "RelayError | None"], None]
+
+
+def commits(chunk: ChatCompletionChunk) -> bool:
+    """Whether ``chunk`` carries part of the answer, which makes it the stream's commit point.
+
+    Text of any kind counts (content, a refusal, a provider's ``reasoning_content``), as do a
+    tool-call delta and a finish_reason; a role, empty strings and a usage-only chunk do not.
+    """
+    for choice in chunk.choices:
+        if choice.finish_reason:
+            return True
+        delta = choice.delta
+        if delta.content or delta.tool_calls or delta.function_call or delta.refusal:
+            return True
+        extras = delta.__pydantic_extra__
+        if extras and any(isinstance(value, str) and value for value in extras.values()):
+            return True
+    return False
 
 
 class ChatStream:
@@ -42,11 +65,11 @@ class ChatStream:
     """
 
     __slots__ = (
+        "_ahead",
         "_assembler",
         "_chunks",
         "_finalizers",
         "_finished",
-        "_first",
         "_loop",
         "_opener",
         "ended_cleanly",
@@ -61,7 +84,9 @@ class ChatStream:
         *,
         target: str | None = None,
     ) -> None:
-        self._first: ChatCompletionChunk | None = first
+        # Chunks already read, delivered before the rest: the first one, and any held back
+        # before the commit point.
+        self._ahead: deque[ChatCompletionChunk] = deque(() if first is None else (first,))
         self._chunks = chunks
         self._opener: Callable[[], Awaitable[ChatStream]] | None = None
         self._assembler = StreamAssembler()
@@ -78,6 +103,32 @@ class ChatStream:
         stream = cls(None, _iterate(()))
         stream._opener = opener
         return stream
+
+    @classmethod
+    async def committed(
+        cls, chunks: AsyncIterator[ChatCompletionChunk], *, target: str | None = None
+    ) -> ChatStream:
+        """The stream of ``chunks``, returned once its commit point has arrived.
+
+        Chunks before the commit point (the role-only chunk) are held back and delivered
+        first. A failure before it propagates as it is, an ordinary failure; a stream that
+        ends before it raises ``BadResponseError``: it had no answer to give.
+        """
+        withheld: list[ChatCompletionChunk] = []
+        while True:
+            chunk = await anext(chunks, None)
+            if chunk is None:
+                raise BadResponseError(
+                    f"ended its stream after {len(withheld)} chunk"
+                    f"{'s' if len(withheld) != 1 else ''} and no content, tool call or "
+                    "finish_reason in them",
+                    target=target,
+                )
+            withheld.append(chunk)
+            if commits(chunk):
+                stream = cls(withheld[0], chunks, target=target)
+                stream._ahead.extend(withheld[1:])
+                return stream
 
     @classmethod
     def replay(cls, chunks: Sequence[ChatCompletionChunk], *, target: str | None = None) -> Self:
@@ -118,7 +169,7 @@ class ChatStream:
         assert opener is not None
         inner = await opener()
         # Adopt the committed stream: its source, its assembler, and its finalizers.
-        self._first, inner._first = inner._first, None
+        self._ahead, inner._ahead = inner._ahead, deque()
         self._chunks = inner._chunks
         self._assembler = inner._assembler
         self._finalizers.extend(inner._finalizers)
@@ -142,8 +193,8 @@ class ChatStream:
     async def __anext__(self) -> ChatCompletionChunk:
         if self._opener is not None:
             await self._open()
-        if self._first is not None:
-            chunk, self._first = self._first, None
+        if self._ahead:
+            chunk = self._ahead.popleft()
         else:
             try:
                 chunk = await self._chunks.__anext__()
@@ -153,9 +204,12 @@ class ChatStream:
                 raise
             except RelayError as exc:
                 cause = _breaking(exc)
-                # An inner stream knows which target broke (a continuation's, say).
-                broke = exc.target if isinstance(exc, StreamInterruptedError) else None
-                error = self._interrupted(cause, broke or self.target)
+                # An inner stream knows which target broke (a continuation's, say), and what
+                # was tried to continue it (its notes).
+                inner = isinstance(exc, StreamInterruptedError)
+                notes = getattr(exc, "__notes__", ()) if inner else ()
+                broke = (exc.target if inner else None) or self.target
+                error = self._interrupted(cause, broke, notes)
                 self._finish(error)
                 raise error from cause
             except BaseException:  # cancelled, or a bug: the caller will not read on
@@ -164,13 +218,19 @@ class ChatStream:
         self._assembler.add(chunk)
         return chunk
 
-    def _interrupted(self, cause: RelayError, target: str | None) -> StreamInterruptedError:
+    def _interrupted(
+        self, cause: RelayError, target: str | None, notes: Sequence[str]
+    ) -> StreamInterruptedError:
         received = self._assembler.chunk_count
+        advice = (
+            " ".join(notes) + " The partial answer is in .partial."
+            if notes  # continuing it was tried, or ruled out
+            else "The partial answer is in .partial; retry the call or use "
+            "Fallback(continue_streams=True) to continue on another target."
+        )
         return StreamInterruptedError(
             f"broke its stream after {received} chunk{'s' if received != 1 else ''}: "
-            f"{cause.message}. "
-            "The partial answer is in .partial; retry the call or use "
-            "Fallback(continue_streams=True) to continue on another target.",
+            f"{cause.message.rstrip('.')}. {advice}",
             partial=self._assembler.completion(),
             target=target or cause.target,  # the Target's name, not the backend's
         )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from relaykit.backends.base import Backend
 from relaykit.errors import Attempt, ProviderTimeout, RelayError, RouteStep
@@ -22,6 +22,11 @@ class Target:
     ``middleware`` wraps only this target (first listed = outermost), which is where a circuit
     breaker or a rate limit belongs: it then guards one provider, not the whole chain.
     ``context_window`` (tokens) lets the fallback skip to a larger model on a context error.
+    ``prefill`` declares that the model continues an assistant message sent as the last one
+    (Anthropic, vLLM with ``continue_final_message``, ...): ``Fallback(continue_streams=True)``
+    then asks it to continue a broken stream that way, else with an instruction turn. A mapping
+    adds its fields to that message (``{"prefix": True}`` for DeepSeek's and Mistral's prefix
+    mode). A target that refuses the prefill with a 400 is asked the other way.
 
     >>> Target(backend, name="primary", middleware=[CircuitBreaker()])
     """
@@ -30,6 +35,7 @@ class Target:
     name: str | None = None
     middleware: Sequence[Middleware] = field(default_factory=tuple)
     context_window: int | None = None
+    prefill: bool | Mapping[str, Any] = False
 
     @property
     def label(self) -> str:
@@ -103,6 +109,12 @@ class Group:
     def context_window(self) -> None:
         """A group has no window of its own; its strategy skips members that are too small."""
         return None
+
+    @property
+    def prefill(self) -> bool:
+        """A group continues a broken stream by the instruction turn, which every member
+        understands; which member will answer is its strategy's choice."""
+        return False
 
     def leaves(self) -> tuple[Target, ...]:
         """Every Target inside, in order, however deeply grouped."""
@@ -247,7 +259,7 @@ async def _ask_in_time(
         if bound == "attempt_s":
             what = f"did not answer within the {limit:g} s attempt timeout"
         elif bound == "first_token_s":
-            what = f"sent no first chunk within the {limit:g} s first-token timeout"
+            what = f"sent no content within the {limit:g} s first-token timeout"
         else:
             what = f"did not answer before the call's deadline ({limit:.3g} s were left)"
         raise ProviderTimeout(

@@ -511,16 +511,26 @@ async def test_a_stalled_stream_raises_interrupted_after_the_idle_timeout(
     assert caught.value.partial.content == "Hello"
 
 
-async def test_a_stream_truncated_mid_event_raises_interrupted(
+async def test_a_stream_cut_mid_event_after_its_role_chunk_fails_before_the_commit_point(
     provider: FakeProvider, backend: BackendFactory
 ) -> None:
-    provider.script(Reply.truncated_json())
+    provider.script(Reply.truncated_json())  # the role-only chunk, then half an event
+
+    with pytest.raises(BadResponseError, match="not a valid completion"):
+        await backend(provider).astream(request(True), context())
+
+
+async def test_a_stream_truncated_mid_event_after_content_raises_interrupted(
+    provider: FakeProvider, backend: BackendFactory
+) -> None:
+    provider.script(Reply.ok("one two three").malformed_after(3))
     stream = await backend(provider).astream(request(True), context())
 
     with pytest.raises(StreamInterruptedError) as caught:
         await stream.completion()
 
-    assert isinstance(caught.value.__cause__, RelayError)
+    assert isinstance(caught.value.__cause__, BadResponseError)
+    assert caught.value.partial.content == "one two"
 
 
 async def test_a_stream_closed_early_by_the_caller_releases_it(

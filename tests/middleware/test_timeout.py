@@ -227,7 +227,7 @@ async def test_first_token_timeout_names_itself_when_it_expires() -> None:
         await relay.astream(messages=HI)
 
     assert caught.value.target == "slow"
-    assert "sent no first chunk within the 1 s first-token timeout" in str(caught.value)
+    assert "sent no content within the 1 s first-token timeout" in str(caught.value)
 
 
 async def test_first_token_timeout_does_not_bound_plain_completions() -> None:

@@ -79,11 +79,7 @@ class FunctionBackend:
             return ChatStream.from_completion(
                 self._completion(request, result), include_usage=include_usage, target=self.name
             )
-        chunks = self._chunks(request, result)
-        first = await anext(chunks, None)
-        if first is None:
-            raise BadResponseError("streamed nothing", target=self.name)
-        return ChatStream(first, chunks, target=self.name)
+        return await ChatStream.committed(self._chunks(request, result), target=self.name)
 
     def _completion(self, request: ChatRequest, result: Any) -> ChatCompletion:
         if isinstance(result, ChatCompletion):

@@ -161,7 +161,7 @@ class OpenAICompatible:
         timeout = self._budget(ctx)
         session = self._session()
         try:
-            # The first chunk must arrive within the budget; later silences are bounded by
+            # The commit point must arrive within the budget; later silences are bounded by
             # sock_read, and the stream's total length by whoever owns it.
             async with asyncio.timeout(timeout):
                 response = await session.post(
@@ -196,19 +196,16 @@ class OpenAICompatible:
                         include_usage=bool(options and options.include_usage),
                         target=self.name,
                     )
-                chunks = self._chunks(response, head, ctx)
-                first = await anext(chunks, None)
+                # Returned at the commit point: the first chunk with content, not the role-only
+                # chunk a server sends as it accepts the request, so a break before the answer
+                # began is an ordinary failure that retry and fallback handle.
+                return await ChatStream.committed(
+                    self._chunks(response, head, ctx), target=self.name
+                )
         except RelayError:
             raise
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._transport_error(exc, timeout, ctx) from self._cause(exc, ctx)
-        if first is None:
-            raise BadResponseError(
-                "ended its stream before sending any chunk. Check that the server supports "
-                "stream=true",
-                target=self.name,
-            )
-        return ChatStream(first, chunks, target=self.name)
 
     async def _chunks(
         self, response: aiohttp.ClientResponse, head: bytes, ctx: CallContext

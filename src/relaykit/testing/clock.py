@@ -6,8 +6,11 @@ import asyncio
 import heapq
 import itertools
 import random
+from collections.abc import Awaitable
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
+
+T = TypeVar("T")
 
 __all__ = ["FakeClock"]
 
@@ -60,6 +63,26 @@ class FakeClock:
 
     def timeout(self, seconds: float | None) -> _FakeTimeout:
         return _FakeTimeout(self, seconds)
+
+    async def drive(
+        self, work: Awaitable[T], *, step_s: float = 0.25, max_steps: int = 20_000
+    ) -> T:
+        """Await ``work`` while moving time forward ``step_s`` at a time (``auto_advance=False``).
+
+        Between two steps the event loop runs for a while, so work on real sockets (a
+        FakeProvider on this loop) makes progress before the clock moves: a timeout of many
+        steps then fires only when the other side really is silent. Raises AssertionError when
+        ``work`` is not done after ``max_steps``: every fault loop in a test stays bounded.
+        """
+        task = asyncio.ensure_future(work)
+        for _ in range(max_steps):
+            for _ in range(50):  # let the work run until it waits on the clock (or a socket)
+                if task.done():
+                    return task.result()
+                await asyncio.sleep(0)
+            self.advance(step_s)
+        task.cancel()
+        raise AssertionError(f"the work was not done after {max_steps} steps of fake time")
 
     def __repr__(self) -> str:
         return f"FakeClock(now={self._now})"

@@ -45,6 +45,7 @@ from relaykit.testing.replies import RecordedRequest, Reply, ReplySource, SSESty
 # Re-exported so that imports from this module, the original home of these names, keep working.
 __all__ = ["FakeProvider", "RecordedRequest", "Reply", "ReplySource", "SSEStyle"]
 
+
 # Handlers wake on stop() by themselves; this only bounds one still reading a slow request body.
 _SHUTDOWN_BACKSTOP_S = 2.0
 DEFAULT_MAX_BODY_BYTES = 16 * 2**20
@@ -301,7 +302,8 @@ class FakeProvider:
     async def _send_stream(
         self, request: web.Request, reply: Reply, events: list[bytes]
     ) -> web.StreamResponse:
-        cut = reply.drop_at if reply.drop_at is not None else reply.stall_at
+        cuts = (reply.drop_at, reply.stall_at, reply.end_at)
+        cut = next((at for at in cuts if at is not None), None)
         headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         response = web.StreamResponse(headers=_headers(reply, headers))
         if reply.kind == "truncated_json":
@@ -309,6 +311,8 @@ class FakeProvider:
         await response.prepare(request)
         for index, writes in enumerate(group_writes(events[:cut], reply.sse_style)):
             if index and await self._pause(reply.chunk_delay):
+                return _abort(request, response)
+            if index and index == reply.pause_at and await self._pause(reply.pause_s):
                 return _abort(request, response)
             for data in writes:
                 await response.write(data)

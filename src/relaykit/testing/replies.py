@@ -86,6 +86,10 @@ class Reply:
     drop_at: int | None = None
     stall_at: int | None = None
     echo_style: EchoStyle = "json"
+    end_at: int | None = None
+    malformed_at: int | None = None
+    pause_at: int | None = None
+    pause_s: float = 0.0
 
     @classmethod
     def ok(
@@ -278,7 +282,8 @@ class Reply:
         )
 
     def delayed(self, first_byte_s: float) -> Self:
-        """Wait this many real seconds before sending anything, even the status line."""
+        """Wait this many seconds before sending anything, even the status line (on the
+        server's ``clock`` when it has one, else real seconds)."""
         return replace(self, first_byte_delay=first_byte_s)
 
     def drop_after(self, n_chunks: int) -> Self:
@@ -295,6 +300,26 @@ class Reply:
         A non-streamed request gets its status and headers but never its body.
         """
         return replace(self, stall_at=n_chunks)
+
+    def end_after(self, n_chunks: int) -> Self:
+        """Send ``n_chunks`` SSE events, then end the body cleanly: no finish_reason, no [DONE].
+
+        The transport reports nothing wrong, as when a gateway closes an upstream stream that
+        died; only a client that checks for the answer's end notices.
+        """
+        return replace(self, end_at=n_chunks)
+
+    def malformed_after(self, n_chunks: int) -> Self:
+        """Send ``n_chunks`` SSE events, then one whose data is not JSON, then the rest."""
+        return replace(self, malformed_at=n_chunks)
+
+    def pause_after(self, n_chunks: int, seconds: float) -> Self:
+        """Send ``n_chunks`` SSE events, go silent for ``seconds``, then send the rest.
+
+        ``pause_after(1, 20)`` is a server that sends the role-only chunk at once and its first
+        word 20 s later. Seconds are the server's ``clock``'s (real ones unless it has one).
+        """
+        return replace(self, pause_at=n_chunks, pause_s=seconds)
 
     def with_headers(self, headers: Mapping[str, str]) -> Self:
         """Add response headers (overriding earlier ones), e.g. request ids or rate-limit info."""
