@@ -158,11 +158,13 @@ class StreamAssembler:
             self._head = head
         else:
             # Some servers send a field only on a later chunk (system_fingerprint with the
-            # last one, a gateway's session_id): the first value of each is kept.
+            # last one, a gateway's session_id): the first value of each is kept. The model is
+            # the latest one named: a continued stream's later chunks come from the model that
+            # finished the answer, whose usage the answer carries.
             head = self._head
             for name in _LATE_FIELDS:
                 value = getattr(chunk, name)
-                if value is not None and name not in head:
+                if value is not None and (name not in head or (name == "model" and value)):
                     head[name] = value
             for name, value in (chunk.__pydantic_extra__ or {}).items():
                 if value is not None and name not in head and name not in _STREAM_ONLY:

@@ -236,8 +236,7 @@ class Relay:
                     result, include_usage=include_usage, target=ctx.target
                 )
             result.relay = _info(ctx, earlier)
-            if Completed in ctx.observed or Failed in ctx.observed:
-                result.on_finish(finished)
+            result.on_finish(finished)
             return result
 
         def finished(stream: ChatStream, error: RelayError | None) -> None:
@@ -245,8 +244,12 @@ class Relay:
                 _routed(ctx, error)
                 if Failed in ctx.observed:
                     self._failed(ctx, error, stream=True)
-            elif stream.ended_cleanly and Completed in ctx.observed:
-                self._completed(ctx, stream.partial(), _info(ctx, stream.relay), stream=True)
+                return
+            if ctx.continued:  # another target finished it: answer and event both say so
+                stream.relay = _info(ctx, None)
+            if stream.ended_cleanly and Completed in ctx.observed:
+                assert stream.relay is not None
+                self._completed(ctx, stream.partial(), stream.relay, stream=True)
 
         return ChatStream.pending(open_stream)
 
@@ -350,7 +353,7 @@ def _info(ctx: CallContext, earlier: RelayInfo | None) -> RelayInfo:
         if earlier is not None and earlier.cached and earlier.attempts == 0:
             return earlier  # a cache hit's answer says so already
         return RelayInfo(earlier.target if earlier else ctx.target, 0, cached=True)
-    return RelayInfo(ctx.target, ctx.attempt, ctx.route)
+    return RelayInfo(ctx.target, ctx.attempt, ctx.route, continued_from=ctx.continued_from)
 
 
 def _routed(ctx: CallContext, error: RelayError) -> None:

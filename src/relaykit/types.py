@@ -337,10 +337,13 @@ class RelayInfo:
     """How relaykit produced a result: which target served it, after how many attempts, and
     the ``route`` it took there.
 
+    A stream that broke and was continued on another target (``Fallback(continue_streams=True)``)
+    names the target that finished it as ``target`` and the ones whose streams broke, in order,
+    as ``continued_from``; the answer's ``model`` and ``usage`` are the finishing target's too.
     Kept outside the OpenAI fields, so ``model_dump()`` stays the provider's answer.
     """
 
-    __slots__ = ("_steps", "attempts", "cached", "target")
+    __slots__ = ("_steps", "attempts", "cached", "continued_from", "target")
 
     def __init__(
         self,
@@ -349,6 +352,7 @@ class RelayInfo:
         steps: Sequence[RouteStep] | None = None,
         *,
         cached: bool = False,
+        continued_from: tuple[str, ...] = (),
     ) -> None:
         self.target = target
         self.attempts = attempts
@@ -356,6 +360,7 @@ class RelayInfo:
         # What the strategies recorded before the answer (the call's own list: a stream that is
         # continued later adds to it). None when nothing happened but the answer.
         self._steps = steps
+        self.continued_from = continued_from
 
     @property
     def route(self) -> tuple[RouteStep, ...]:
@@ -372,8 +377,16 @@ class RelayInfo:
         failure, a skip, a hedge."""
         return bool(self._steps)
 
+    @property
+    def continued(self) -> bool:
+        """Whether the answer was written by more than one target (a continued stream)."""
+        return bool(self.continued_from)
+
     def __repr__(self) -> str:
-        return f"RelayInfo(target={self.target!r}, attempts={self.attempts}, cached={self.cached})"
+        shown = f"RelayInfo(target={self.target!r}, attempts={self.attempts}, cached={self.cached}"
+        if self.continued_from:
+            shown += f", continued_from={self.continued_from!r}"
+        return shown + ")"
 
 
 class ChatCompletion(_Wire):

@@ -13,9 +13,9 @@ must never see text twice. So the opening is held back until one of these is cer
 - **overlap**: it goes on, but first repeats the partial's last words (up to ``_OVERLAP_TOKENS``
   tokens, or the cut word's start). Those are dropped.
 - **continue**: it goes on from where the partial stopped. Released as it is.
-- **diverged**: it restates at least ``_RESTART_CHARS`` of the partial's opening and then departs
-  from it: a new answer, which cannot be joined to the old one. It is discarded, and the next
-  target is asked; with none left the stream fails with the partial.
+- **diverged**: it restates the partial's opening (16 characters, or half of a shorter
+  partial) and then departs from it: a new answer, which cannot be joined to the old one. It
+  is discarded, and the next target is asked; with none left the stream fails with the partial.
 
 Text is compared with whitespace removed, Unicode compatibility-normalized and case-folded, so
 a restart that differs from the partial only in spacing, tokenization or case still counts.
@@ -42,7 +42,9 @@ CONTINUE_PROMPT = (
 
 # How much of the partial's opening a continuation may restate before departing from it and
 # still count as going on (a reply that happens to start like the answer did); any more is a
-# restart that went another way. 16 characters is three or four words.
+# restart that went another way. 16 characters is three or four words; of a shorter partial,
+# half (at least 4). Erring towards "diverged" is safe: it costs a continuation, never a
+# doubled answer.
 _RESTART_CHARS = 16
 # The most trailing tokens of the partial a continuation may repeat and have dropped.
 _OVERLAP_TOKENS = 40
@@ -124,7 +126,7 @@ class Splice:
             if not ended:
                 return None
             return Join("continue") if not text else Join("diverged")
-        if common >= _RESTART_CHARS:
+        if common >= min(_RESTART_CHARS, max(4, len(partial) // 2)):
             return Join("diverged")
         return self._overlap(opening, ended)
 

@@ -224,6 +224,7 @@ class Fallback:
                     broken = exc
                 broke = broken.target or chain[index].name
                 ctx.failures.append(Attempt(broke, broken, 0.0))
+                ctx.record(RouteStep.of_error(broke, broken, None))
                 self._announce(chain, index, ctx, broken, None)
                 if tools:
                     broken.add_note(

@@ -186,10 +186,13 @@ class Logging:
                 stream=stream,
                 tenant=ctx.tenant,
             )
+            # A continued stream: who wrote the part before the break, as RelayInfo says.
+            continued = {"continued_from": list(ctx.continued_from)} if ctx.continued else {}
             self._completed(
                 completed,
                 messages=[m.model_dump(mode="json", exclude_none=True) for m in request.messages],
                 answer=completion.content,
+                **continued,
             )
         except Exception:  # a logging failure never fails the call or breaks the stream
             _log.exception("relaykit Logging failed to log a completed call")
@@ -232,6 +235,9 @@ class Logging:
         if log is not None:
             if content:  # bound, so the plain line is written without unpacking a dict
                 log = log.bind(**content)
+            relay = e.relay
+            if relay is not None and relay.continued:  # who wrote the part before the break
+                log = log.bind(continued_from=list(relay.continued_from))
             usage = e.usage
             getattr(log, self.level)(
                 "relaykit.completed",
