@@ -49,7 +49,7 @@ from relaykit.middleware.telemetry import OpenTelemetry
 from relaykit.middleware.timeout import Timeout
 from relaykit.pipeline import CallContext, Handler, Middleware
 from relaykit.relay import Relay
-from relaykit.strategies import LoadBalance
+from relaykit.strategies import Hedge, LoadBalance
 from relaykit.stream import ChatStream
 from relaykit.target import BoundTarget, Group, Strategy, Target
 from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest, RelayInfo, Usage
@@ -78,6 +78,7 @@ __all__ = [
     "FunctionBackend",
     "Group",
     "Handler",
+    "Hedge",
     "InvalidRequestError",
     "LoadBalance",
     "LocalRateLimitError",

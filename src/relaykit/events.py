@@ -30,6 +30,8 @@ __all__ = [
     "Event",
     "Failed",
     "FallingBack",
+    "HedgeStarted",
+    "HedgeWon",
     "Listener",
     "RateLimited",
     "Retrying",
@@ -78,6 +80,23 @@ class FallingBack(Event):
     from_target: str
     to_target: str
     error: RelayError
+
+
+@dataclass(slots=True)
+class HedgeStarted(Event):
+    """``target`` was asked too, ``after_s`` after ``waiting_on`` had not committed (Hedge)."""
+
+    waiting_on: str
+    target: str
+    after_s: float
+
+
+@dataclass(slots=True)
+class HedgeWon(Event):
+    """A hedged request to ``target`` committed first; the requests to ``over`` were cancelled."""
+
+    target: str
+    over: tuple[str, ...]
 
 
 @dataclass(slots=True)

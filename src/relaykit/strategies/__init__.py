@@ -8,6 +8,7 @@ They share the rules in ``_route`` (which failures move on, which targets a call
 nest through ``relaykit.Group``: a strategy over groups that are strategies over targets.
 """
 
+from relaykit.strategies.hedge import Hedge, HedgeStats
 from relaykit.strategies.load_balance import BalanceMode, LoadBalance
 
-__all__ = ["BalanceMode", "LoadBalance"]
+__all__ = ["BalanceMode", "Hedge", "HedgeStats", "LoadBalance"]

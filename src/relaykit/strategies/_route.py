@@ -17,12 +17,14 @@ from relaykit.errors import (
     ContextWindowError,
     InvalidRequestError,
     RelayError,
+    RouteStep,
 )
 from relaykit.pipeline import CallContext
 from relaykit.target import BoundTarget, Group
 
 __all__ = [
     "Gates",
+    "admitted",
     "failed_for_good",
     "give_up",
     "moves_on",
@@ -96,6 +98,25 @@ def give_up(chain: Sequence[BoundTarget], ctx: CallContext, this_pass: int) -> R
         latest=ctx.failures[this_pass:],
         exhausted=all(failed_for_good(t, ctx) for t in chain),
     )
+
+
+def admitted(
+    chain: Sequence[BoundTarget], index: int, ctx: CallContext, gates: Gates, too_small: int | None
+) -> bool:
+    """Whether ``chain[index]`` may be asked now; a target that may not is recorded as skipped
+    (and a middleware's refusal counted as a try, with no request), and the caller picks
+    another."""
+    target = chain[index]
+    reason = skip_reason(target, ctx, too_small)
+    if reason is not None:
+        ctx.record(RouteStep(target.name, "skipped", reason))
+        return False
+    refusal = gates.refusal(index, target, ctx)
+    if refusal is not None:
+        ctx.failures.append(Attempt(target.name, refusal, 0.0))
+        ctx.record(RouteStep.of_error(target.name, refusal, None))
+        return False
+    return True
 
 
 class Gates:

@@ -30,16 +30,16 @@ from typing import Final, Literal, TypeAlias, get_args
 
 from relaykit._checks import is_number, positive_seconds
 from relaykit._rules import ErrorRule, check_rules
-from relaykit.errors import Attempt, RelayError, RouteStep
+from relaykit.errors import RelayError
 from relaykit.events import FallingBack
 from relaykit.pipeline import CallContext, Handler, Response
 from relaykit.strategies._latency import PeakEwma
 from relaykit.strategies._route import (
     Gates,
+    admitted,
     give_up,
     moves_on,
     note_failure,
-    skip_reason,
     too_small_after,
 )
 from relaykit.target import BoundTarget
@@ -141,16 +141,9 @@ class _Balancer:
         last_failure: tuple[str, RelayError] | None = None
         while (index := self.pick(ctx, tried)) >= 0:
             tried.append(index)
+            if not admitted(chain, index, ctx, self._gates, too_small):
+                continue
             target = chain[index]
-            reason = skip_reason(target, ctx, too_small)
-            if reason is not None:
-                ctx.record(RouteStep(target.name, "skipped", reason))
-                continue
-            refusal = self._gates.refusal(index, target, ctx)
-            if refusal is not None:
-                ctx.failures.append(Attempt(target.name, refusal, 0.0))
-                ctx.record(RouteStep.of_error(target.name, refusal, None))
-                continue
             if last_failure is not None and FallingBack in ctx.observed:
                 ctx.emit(FallingBack(last_failure[0], target.name, last_failure[1]))
             started = ctx.clock.now()

@@ -61,6 +61,14 @@ class FakeClock:
         for timeout in list(self._timeouts):
             timeout.check(self._now)
 
+    def next_wakeup(self) -> float | None:
+        """When the earliest sleeper wakes or timeout expires (clock seconds); None when nothing
+        waits. ``advance(next_wakeup() - now())`` runs time on to the next thing that happens,
+        so a test can drive concurrent waits like a discrete-event simulation."""
+        times = [self._sleepers[0][0]] if self._sleepers else []
+        times += [t._deadline for t in self._timeouts if t._deadline is not None]
+        return min(times) if times else None
+
     def timeout(self, seconds: float | None) -> _FakeTimeout:
         return _FakeTimeout(self, seconds)
 

@@ -117,7 +117,13 @@ class FakeProvider:
         gave up on a reply and closed its connection shows here as one fewer."""
         if self._runner is None or self._runner.server is None:
             return 0
-        return len(self._runner.server.connections)
+        # aiohttp keeps a handler listed until its reply coroutine ends, which for a delayed
+        # reply is long after the client left: a connection is open while its transport is.
+        return sum(
+            1
+            for handler in self._runner.server.connections
+            if handler.transport is not None and not handler.transport.is_closing()
+        )
 
     def script(self, *replies: ReplySource) -> None:
         """Queue replies for the coming chat requests, one consumed per request, in order."""
