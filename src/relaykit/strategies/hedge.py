@@ -292,4 +292,4 @@ class _Hedger:
         ctx.attempt += branch.ctx.attempt - branch.attempts_before
         if won:
             ctx.target = branch.ctx.target
-            ctx.continued = branch.ctx.continued
+            ctx.continued_from = branch.ctx.continued_from
