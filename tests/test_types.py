@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from relaykit._validation import validate_request
+from relaykit._request import validate_request
 from relaykit.types import (
     AssistantMessage,
     ChatCompletion,

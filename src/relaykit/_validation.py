@@ -8,20 +8,15 @@ credential is never echoed back.
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from relaykit._canonical import request_identity
 from relaykit._secrets import MASK, is_secret_name, mask_shapes, masked_mapping
-from relaykit.errors import RequestValidationError
-from relaykit.types import ChatRequest, set_request_identity
 
-__all__ = ["best_error", "describe_input", "error_path", "problem", "subpath", "validate_request"]
+__all__ = ["best_error", "describe_input", "error_path", "problem", "subpath"]
 
 # Union members and discriminator tags pydantic puts in error locations; they are not fields.
 _TAGS = frozenset(
@@ -40,7 +35,6 @@ _TAGS = frozenset(
     }
 )
 _MAX_INPUT = 60
-_REQUEST_FIELDS = frozenset(ChatRequest.model_fields) - {"stream"}
 
 
 def error_path(error: ErrorDetails, root: str, data: Mapping[str, Any] | None = None) -> str:
@@ -102,60 +96,3 @@ def describe_input(value: Any, loc: Collection[int | str] = ()) -> str:
         return repr(MASK)
     text = mask_shapes(repr(masked_mapping(value)))
     return text if len(text) <= _MAX_INPUT else text[: _MAX_INPUT - 3] + "..."
-
-
-def validate_request(
-    request: dict[str, Any],
-    extra_body: Mapping[str, Any] | None,
-    *,
-    stream: bool,
-    identify: bool = False,
-) -> ChatRequest:
-    """The caller's keyword arguments as a ChatRequest, or a RequestValidationError naming the
-    field; nothing is sent before this passes. Only OpenAI's arguments are accepted (a typo is
-    caught, with a suggestion); provider fields come in ``extra_body``.
-
-    ``identify`` also records the request's identity (what a cache keys on) from the arguments
-    as given: cheaper than from the validated request, and taken now, so a caller changing its
-    ``messages`` list while the call is under way cannot make the answer cached under the
-    changed question. When the arguments are not plain JSON (pydantic messages), the identity
-    is left to come from the validated request.
-    """
-    if not _REQUEST_FIELDS.issuperset(request):
-        unknown = request.keys() - _REQUEST_FIELDS
-        name = sorted(unknown)[0]
-        close = difflib.get_close_matches(name, _REQUEST_FIELDS, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        what = (
-            "stream is chosen by calling astream() or stream()"
-            if name == "stream"
-            else (
-                f"{name!r} is not an OpenAI chat-completion argument; {hint}pass provider-specific "
-                "fields in extra_body={...}"
-            )
-        )
-        raise RequestValidationError(what, field=name)
-    given = {**extra_body, **request} if extra_body else request
-    try:
-        # The validator itself: model_validate's wrapper adds a sixth to the cost of every call.
-        chat: ChatRequest = ChatRequest.__pydantic_validator__.validate_python(
-            {**given, "stream": stream}
-        )
-    except ValidationError as exc:
-        raise _validation_error(exc) from None
-    if identify:
-        identity = request_identity(given)
-        if identity is not None:
-            set_request_identity(chat, identity)
-    return chat
-
-
-def _validation_error(exc: ValidationError) -> RequestValidationError:
-    errors = exc.errors(include_url=False)
-    paths = [error_path(error, "request") for error in errors]
-    problems = [f"{path}: {problem(error)}" for path, error in zip(paths[:3], errors, strict=False)]
-    more = len(errors) - len(problems)
-    suffix = f"; and {more} more" if more > 0 else ""
-    return RequestValidationError(
-        f"invalid request, nothing was sent: {'; '.join(problems)}{suffix}", field=paths[0]
-    )

@@ -29,6 +29,7 @@ __all__ = [
     "ProviderTimeout",
     "QuotaExceededError",
     "RateLimitError",
+    "RelayClosedError",
     "RelayError",
     "RequestValidationError",
     "RouteOutcome",
@@ -179,6 +180,10 @@ class LocalRateLimitError(RelayError):
 
 class CacheMissError(RelayError):
     """A call with ``cache="only"`` found no usable cached answer: no request was sent."""
+
+
+class RelayClosedError(RelayError, RuntimeError):
+    """The Relay was closed (``with`` ended, ``close()``/``aclose()``): nothing was sent."""
 
 
 class ConfigError(ValueError):

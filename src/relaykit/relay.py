@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar, get_args
+from typing import Any, Self, TypeVar
 
-from relaykit._loop_thread import LoopThread
+from relaykit._loop_thread import LoopThread, served_here
+from relaykit._request import check_call_options, check_validate, validate_request
 from relaykit._sync_stream import SyncChatStream
-from relaykit._validation import validate_request
-from relaykit.backends.base import Backend
+from relaykit.backends.base import Backend, HasBaseURL
 from relaykit.capabilities import (
     ClosesResources,
     KeysRequests,
@@ -20,9 +20,10 @@ from relaykit.capabilities import (
     check_capabilities,
 )
 from relaykit.clock import Clock, SystemClock
-from relaykit.errors import ConfigError, RelayError, RequestValidationError
+from relaykit.errors import ConfigError, RelayClosedError, RelayError, RequestValidationError
 from relaykit.events import ALL_EVENTS, Completed, Event, Failed, Listener
 from relaykit.middleware.fallback import Fallback
+from relaykit.middleware.timeout import Timeout
 from relaykit.pipeline import CacheMode, CallContext, Handler, Middleware, Response, compose
 from relaykit.stream import ChatStream
 from relaykit.target import Group, Strategy, Target, chain_of, leaves_of
@@ -31,7 +32,6 @@ from relaykit.types import ChatCompletion, ChatRequest, RelayInfo, set_relay_inf
 __all__ = ["Relay", "Strategy", "SyncChatStream"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-_CACHE_MODES = get_args(CacheMode)
 
 
 class Relay:
@@ -103,6 +103,11 @@ class Relay:
         )
         self._handler = compose(self.middleware, self._router())
         self._loop = LoopThread()
+        self._closed = False
+        # Where the HTTP targets are, for the sync API to notice one served by its own thread.
+        self._endpoints = tuple(
+            backend.base_url for backend in self._backends if isinstance(backend, HasBaseURL)
+        )
 
     @classmethod
     def from_config(
@@ -173,18 +178,25 @@ class Relay:
         extra_headers: Mapping[str, str] | None = None,
         extra_body: Mapping[str, Any] | None = None,
         validate: Callable[[ChatCompletion], None] | None = None,
+        # The openai SDK's per-call argument, kept by name so code moving over keeps working.
+        timeout: float | None = None,  # noqa: ASYNC109
         **request: Any,
     ) -> ChatCompletion:
         """One chat completion; raises a typed ``RelayError`` when no target could answer.
 
         ``validate(answer)`` may raise ``BadResponseError`` to reject an answer: that attempt
         then counts as failed, and Retry and Fallback handle it like any other failure.
+        ``timeout`` (seconds) bounds this call as a ``Timeout(total_s=...)`` around the whole
+        pipeline would: retries, fallbacks and backoff included.
         """
+        self._refuse_if_closed()
         chat = validate_request(request, extra_body, stream=False, identify=self._identify)
-        ctx = self._context(tenant, cache, cache_ttl_s, cache_max_age_s, extra_headers)
-        ctx.validate = validate
+        ctx = self._context(tenant, cache, cache_ttl_s, cache_max_age_s, extra_headers, timeout)
+        if validate is not None:
+            check_validate(validate)
+            ctx.validate = validate
         try:
-            result = await self._handler(chat, ctx)
+            result = await self._handler_for(timeout)(chat, ctx)
         except RelayError as exc:
             _routed(ctx, exc)
             if Failed in ctx.observed:
@@ -209,20 +221,24 @@ class Relay:
         cache_max_age_s: float | None = None,
         extra_headers: Mapping[str, str] | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
         **request: Any,
     ) -> ChatStream:
         """A streamed completion: ``async for chunk in relay.astream(...)``.
 
         ``await relay.astream(...)`` reaches the commit point (the first chunk) first, so every
         failure before it raises there, after retries and fallbacks. Invalid arguments raise
-        here at once.
+        here at once. ``timeout`` (seconds) bounds the whole call, reading the stream to its
+        end included.
         """
+        self._refuse_if_closed()
         chat = validate_request(request, extra_body, stream=True, identify=self._identify)
-        ctx = self._context(tenant, cache, cache_ttl_s, cache_max_age_s, extra_headers)
+        ctx = self._context(tenant, cache, cache_ttl_s, cache_max_age_s, extra_headers, timeout)
+        handler = self._handler_for(timeout)
 
         async def open_stream() -> ChatStream:
             try:
-                result = await self._handler(chat, ctx)
+                result = await handler(chat, ctx)
             except RelayError as exc:
                 _routed(ctx, exc)
                 if Failed in ctx.observed:
@@ -260,12 +276,17 @@ class Relay:
         cache_ttl_s: float | None,
         cache_max_age_s: float | None,
         extra_headers: Mapping[str, str] | None,
+        timeout: float | None,
     ) -> CallContext:
-        if cache not in _CACHE_MODES:
-            raise RequestValidationError(
-                f"cache must be one of {', '.join(map(repr, _CACHE_MODES))}, got {cache!r}",
-                field="cache",
-            )
+        if (  # the plain call skips the checks of options it did not give
+            tenant is not None
+            or cache != "use"
+            or cache_ttl_s is not None
+            or cache_max_age_s is not None
+            or extra_headers is not None
+            or timeout is not None
+        ):
+            check_call_options(tenant, cache, cache_ttl_s, cache_max_age_s, extra_headers, timeout)
         # The Relay's part by position, the call's part by assignment: matching nine keyword
         # arguments against nineteen fields cost each call a third of a microsecond.
         ctx = CallContext(self.clock, self.clock.now(), self.listeners, self._observed)
@@ -297,8 +318,25 @@ class Relay:
         latency_s = ctx.clock.now() - ctx.started
         ctx.emit(Failed(error, ctx.attempt, latency_s, stream, ctx.tenant))
 
+    def _handler_for(self, timeout: float | None) -> Handler:
+        """The pipeline, bounded by the call's own ``timeout=`` when it gave one."""
+        if timeout is None:
+            return self._handler
+        bound = _CallTimeout(total_s=timeout)
+        handler = self._handler
+        return lambda request, ctx: bound(request, ctx, handler)
+
+    def _refuse_if_closed(self) -> None:
+        if self._closed:
+            raise RelayClosedError(
+                "this Relay is closed (its 'with' block ended, or close()/aclose() was called), "
+                "so nothing was sent. Make a new Relay, or keep the calls inside its 'with' block"
+            )
+
     async def aclose(self) -> None:
-        """Close every backend's connections and every middleware that holds resources."""
+        """Close every backend's connections and every middleware that holds resources; the
+        Relay then refuses calls with ``RelayClosedError``, as httpx and the openai SDK do."""
+        self._closed = True
         for backend in self._backends:
             await backend.aclose()
         for layer in self._layers:
@@ -320,11 +358,27 @@ class Relay:
 
     def complete(self, **request: Any) -> ChatCompletion:
         """``acomplete`` for synchronous code."""
+        self._refuse_sync_here("complete")
         return self._loop.run(self.acomplete(**request))
 
     def stream(self, **request: Any) -> SyncChatStream:
         """``astream`` for synchronous code: ``for chunk in relay.stream(...)``."""
+        self._refuse_sync_here("stream")
         return SyncChatStream(self._loop, self.astream(**request))
+
+    def _refuse_sync_here(self, method: str) -> None:
+        """Refuse a sync call that cannot work: on a closed Relay, or on the thread whose event
+        loop serves one of the targets (a FakeProvider started with ``async with``): blocking
+        that loop until the answer comes means the answer never comes."""
+        self._refuse_if_closed()
+        served = served_here(self._endpoints)
+        if served is not None:
+            raise RuntimeError(
+                f"relay.{method}() was called on the thread whose event loop serves "
+                f"{served}, one of this Relay's targets: the call would block that loop, so the "
+                f"server could never answer. In async code use 'await relay.a{method}(...)'; "
+                "or run the server on another thread (a FakeProvider with plain 'with')"
+            )
 
     def close(self) -> None:
         """Close connections and stop the private loop thread (``aclose`` for sync code).
@@ -345,6 +399,13 @@ class Relay:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class _CallTimeout(Timeout):
+    """A call's own ``timeout=``: a Timeout around the whole pipeline for that call."""
+
+    __slots__ = ()
+    raise_hint = "Pass a larger timeout="
 
 
 def _info(ctx: CallContext, earlier: RelayInfo | None) -> RelayInfo:

@@ -191,15 +191,16 @@ class ResponseFormat(_Wire):
 
 
 class StreamOptions(_Wire):
-    include_usage: bool | None = None
+    include_usage: bool | None = Field(default=None, strict=True)
 
 
 class ChatRequest(_Wire):
     """One chat-completion request, validated once when it enters relaykit and frozen after.
 
     ``model`` is what the caller asked for: an alias that picks a route, or the upstream model
-    name when the target names none. ``stream`` is set by relaykit from the method the caller used
-    (``acomplete`` or ``astream``), not by the caller.
+    name when the target names none. Numbers and flags are strict: ``"0.5"``, or ``1`` for a
+    flag, is refused rather than converted (an int is a valid float). ``stream`` is set by
+    relaykit from the method the caller used (``acomplete`` or ``astream``), not by the caller.
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -208,22 +209,22 @@ class ChatRequest(_Wire):
     model: str | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    n: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2, strict=True)
+    top_p: float | None = Field(default=None, ge=0, le=1, strict=True)
+    n: int | None = Field(default=None, ge=1, strict=True)
     stop: str | list[str] | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    logit_bias: dict[str, float] | None = None
-    logprobs: bool | None = None
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
-    seed: int | None = None
+    max_tokens: int | None = Field(default=None, ge=1, strict=True)
+    max_completion_tokens: int | None = Field(default=None, ge=1, strict=True)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2, strict=True)
+    logit_bias: dict[str, Annotated[float, Field(strict=True)]] | None = None
+    logprobs: bool | None = Field(default=None, strict=True)
+    top_logprobs: int | None = Field(default=None, ge=0, le=20, strict=True)
+    seed: int | None = Field(default=None, strict=True)
     user: str | None = None
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
-    parallel_tool_calls: bool | None = None
+    parallel_tool_calls: bool | None = Field(default=None, strict=True)
     response_format: ResponseFormat | None = None
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
     session_id: str | None = None

@@ -16,7 +16,7 @@ from relaykit import (
     Relay,
     StreamInterruptedError,
 )
-from relaykit._validation import validate_request
+from relaykit._request import validate_request
 from relaykit.decorators import resilient
 from relaykit.errors import CacheMissError
 from relaykit.events import CacheHit, CacheMiss, Event

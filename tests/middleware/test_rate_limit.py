@@ -320,11 +320,12 @@ async def test_usage_larger_than_the_estimate_takes_the_difference() -> None:
 async def test_a_streams_reported_usage_settles_the_estimate_when_it_ends() -> None:
     clock = FakeClock()
     fn = Counting(clock, total_tokens=20)
-    relay = relay_with(RateLimit(tpm=1000), clock, fn)
+    limit = RateLimit(tpm=1000)
+    relay = relay_with(limit, clock, fn)
 
     stream = relay.astream(messages=HI, max_tokens=600, stream_options={"include_usage": True})
     assert (await stream.completion()).usage is not None
-    await relay.aclose()  # waits for the settlement written as the stream ended
+    await limit.aclose()  # waits for the settlement written as the stream ended
     await relay.acomplete(messages=HI, max_tokens=600)
 
     assert len(fn.calls) == 2
@@ -334,12 +335,12 @@ async def test_a_stream_without_usage_keeps_its_estimate(
     provider: FakeProvider, backend: BackendFactory
 ) -> None:
     clock = FakeClock()
+    limit = RateLimit(tpm=1000)
     relay = Relay(
-        targets=[Target(backend(provider), name="primary", middleware=[RateLimit(tpm=1000)])],
-        clock=clock,
+        targets=[Target(backend(provider), name="primary", middleware=[limit])], clock=clock
     )
     await relay.astream(messages=HI, max_tokens=600).completion()
-    await relay.aclose()
+    await limit.aclose()  # waits for the settlement written as the stream ended
 
     with pytest.raises(LocalRateLimitError):
         await relay.acomplete(messages=HI, max_tokens=600)

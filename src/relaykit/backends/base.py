@@ -8,7 +8,7 @@ from relaykit.pipeline import CallContext
 from relaykit.stream import ChatStream
 from relaykit.types import ChatCompletion, ChatRequest
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "HasBaseURL"]
 
 
 @runtime_checkable
@@ -28,3 +28,14 @@ class Backend(Protocol):
     async def astream(self, request: ChatRequest, ctx: CallContext) -> ChatStream: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class HasBaseURL(Protocol):
+    """A backend that sends HTTP to ``base_url`` (credentials in it masked, host and port kept).
+
+    The sync API reads it to notice a target served by the calling thread's own event loop,
+    which no answer could come from while that thread waits.
+    """
+
+    base_url: str

@@ -20,7 +20,7 @@ from typing import Any, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ValidationError
 
-from relaykit._validation import validate_request
+from relaykit._request import validate_request
 from relaykit.errors import BadResponseError
 from relaykit.relay import Relay
 from relaykit.types import ChatCompletion

@@ -21,6 +21,7 @@ Cost: one timer scope per call for ``total_s``, one per attempt for ``attempt_s`
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import ClassVar
 
 from relaykit._checks import positive_seconds
 from relaykit.errors import ProviderTimeout
@@ -51,6 +52,8 @@ class Timeout:
     """
 
     __slots__ = ("attempt_s", "first_token_s", "idle_s", "total_s")
+    # What to raise when total_s ran out; a call's own timeout= says its own (relaykit.relay).
+    raise_hint: ClassVar[str] = "Raise Timeout(total_s=...)"
 
     def __init__(
         self,
@@ -103,7 +106,7 @@ class Timeout:
                 except TimeoutError:
                     error = ProviderTimeout(
                         f"{'did not finish' if ctx.target else 'no target answered'} "
-                        f"{self._deadline(own, deadline - now)}. Raise Timeout(total_s=...) or "
+                        f"{self._deadline(own, deadline - now)}. {self.raise_hint} or "
                         "make the targets answer sooner",
                         target=ctx.target,
                     )
