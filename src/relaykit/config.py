@@ -32,7 +32,7 @@ import importlib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
@@ -43,12 +43,15 @@ from relaykit.backends.openai_compatible import OpenAICompatible
 from relaykit.errors import ConfigError
 from relaykit.middleware.fallback import AnswerCheck, Fallback, empty_answer, invalid_json, refusal
 from relaykit.pipeline import Middleware
-from relaykit.target import Target
+from relaykit.strategies import Hedge, LoadBalance
+from relaykit.target import Strategy, Target
 
 if TYPE_CHECKING:
     pass
 
 __all__ = ["MIDDLEWARE", "build_relay_arguments", "load_config"]
+
+StrategyT = TypeVar("StrategyT", LoadBalance, Hedge)
 
 # Config names of the middlewares, imported only when a config uses them.
 MIDDLEWARE: dict[str, str] = {
@@ -97,8 +100,27 @@ class FallbackConfig(_Strict):
     fallback_on: list[str] | None = None
 
 
+class LoadBalanceConfig(_Strict):
+    mode: str = "weighted"
+    weights: dict[str, float] | None = None
+    fallback_on: list[str] | None = None
+    decay_s: float | None = None
+
+
+class HedgeConfig(_Strict):
+    after_s: float | None = None
+    after_percentile: float | None = None
+    max_hedges: int | None = None
+    budget: float | None = None
+    budget_window_s: float | None = None
+    min_samples: int | None = None
+    fallback_on: list[str] | None = None
+
+
 class StrategyConfig(_Strict):
-    fallback: FallbackConfig = Field(default_factory=FallbackConfig)
+    fallback: FallbackConfig | None = None
+    load_balance: LoadBalanceConfig | None = None
+    hedge: HedgeConfig | None = None
 
 
 class RelayConfig(_Strict):
@@ -188,7 +210,7 @@ def _relay_arguments(config: RelayConfig) -> dict[str, Any]:
         "targets": targets,
         "routes": routes or None,
         "middleware": _middleware(config.middleware, "middleware"),
-        "strategy": _strategy(config.strategy.fallback, "strategy.fallback"),
+        "strategy": _strategy(config.strategy, {t.label for t in targets}),
     }
 
 
@@ -269,11 +291,48 @@ def _middleware(entries: Sequence[MiddlewareEntry], where: str) -> list[Middlewa
     return layers
 
 
-def _strategy(config: FallbackConfig, where: str) -> Fallback:
-    if config.fallback_on is None:
-        return Fallback(continue_streams=config.continue_streams)
-    rules = _error_rules(config.fallback_on, f"{where}.fallback_on", answer_checks=True)
-    return Fallback(fallback_on=rules, continue_streams=config.continue_streams)
+def _strategy(config: StrategyConfig, targets: set[str]) -> Strategy:
+    """The one strategy ``config`` names (``fallback`` when it names none)."""
+    named = [name for name in StrategyConfig.model_fields if getattr(config, name) is not None]
+    if len(named) > 1:
+        raise ConfigError("strategy", f"name one strategy, not {len(named)} ({', '.join(named)})")
+    if config.load_balance is not None:
+        return _load_balance(config.load_balance, "strategy.load_balance", targets)
+    if config.hedge is not None:
+        where = "strategy.hedge"
+        options = config.hedge.model_dump(exclude={"fallback_on"}, exclude_none=True)
+        if config.hedge.fallback_on is not None:
+            options["fallback_on"] = _error_rules(config.hedge.fallback_on, f"{where}.fallback_on")
+        return _built(where, Hedge, options)
+    fallback = config.fallback or FallbackConfig()
+    if fallback.fallback_on is None:
+        return Fallback(continue_streams=fallback.continue_streams)
+    rules = _error_rules(fallback.fallback_on, "strategy.fallback.fallback_on", answer_checks=True)
+    return Fallback(fallback_on=rules, continue_streams=fallback.continue_streams)
+
+
+def _load_balance(config: LoadBalanceConfig, where: str, targets: set[str]) -> LoadBalance:
+    for name in config.weights or {}:
+        if targets and name not in targets:
+            known = ", ".join(map(repr, sorted(targets)))
+            raise ConfigError(
+                subpath(subpath(where, "weights"), name), f"names no target; targets are {known}"
+            )
+    options = config.model_dump(exclude={"fallback_on"}, exclude_none=True)
+    if config.fallback_on is not None:
+        options["fallback_on"] = _error_rules(config.fallback_on, f"{where}.fallback_on")
+    return _built(where, LoadBalance, options)
+
+
+def _built(where: str, factory: Callable[..., StrategyT], options: dict[str, Any]) -> StrategyT:
+    """``factory(**options)``; its ValueError (which starts with the option it rejects) becomes
+    a ConfigError at that option."""
+    try:
+        return factory(**options)
+    except ValueError as exc:
+        message = str(exc)
+        option = next((o for o in options if message.startswith(o)), None)
+        raise ConfigError(subpath(where, option) if option else where, message) from None
 
 
 def _error_rules(
