@@ -123,6 +123,5 @@ def check_capabilities(where: str, layer: object) -> None:
             protocol = CAPABILITIES[meant].__name__
             raise ValueError(
                 f"{where} {layer!r} has {name!r}, which the Relay does not read; did you mean "
-                f"{meant!r} (relaykit.capabilities.{protocol})? Rename it, or the capability "
-                "stays off"
+                f"{meant!r} (the {protocol} capability)? Rename it, or the capability stays off"
             )

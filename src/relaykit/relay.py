@@ -136,7 +136,7 @@ class Relay:
         structured output. ``options`` are request arguments (``model=``, ``temperature=``) and
         ``system=`` for a system message. See ``relaykit.decorators``.
         """
-        from relaykit.decorators import prompt
+        from relaykit.decorators.prompt import prompt
 
         return prompt(self, **options)
 

@@ -15,23 +15,34 @@ import functools
 import inspect
 import re
 import string
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, get_type_hints
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ValidationError
 
 from relaykit._request import validate_request
 from relaykit.errors import BadResponseError
-from relaykit.relay import Relay
 from relaykit.types import ChatCompletion
 
-__all__ = ["prompt"]
+__all__ = ["Completes", "prompt"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class Completes(Protocol):
+    """What a prompt function calls: a Relay, or anything with its two completion methods.
+
+    Named here, not imported, so the Relay (whose ``prompt`` method lands here) and this module
+    do not import each other.
+    """
+
+    def acomplete(self, **arguments: Any) -> Awaitable[ChatCompletion]: ...
+
+    def complete(self, **arguments: Any) -> ChatCompletion: ...
+
+
 def prompt(
-    relay: Relay,
+    relay: Completes,
     *,
     model: str | None = None,
     system: str | None = None,
@@ -46,7 +57,7 @@ def prompt(
     call_options: dict[str, Any] = dict(options)
     if model is not None:
         call_options["model"] = model
-    _check_options(call_options)
+    _check_options(call_options, _call_arguments(relay))
 
     def decorate(fn: F) -> F:
         signature = inspect.signature(fn)
@@ -91,13 +102,16 @@ def prompt(
     return decorate
 
 
-# relay.acomplete's own keyword arguments (tenant=, cache=, extra_body=, ...): the rest of the
-# options are request fields.
-_CALL_ARGUMENTS = frozenset(
-    name
-    for name, parameter in inspect.signature(Relay.acomplete).parameters.items()
-    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
-)
+def _call_arguments(relay: Completes) -> frozenset[str]:
+    """relay.acomplete's own keyword arguments (tenant=, cache=, extra_body=, ...): the rest of
+    the options are request fields."""
+    return frozenset(
+        name
+        for name, parameter in inspect.signature(relay.acomplete).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    )
+
+
 _BUILT_BY_PROMPT = {
     "messages": "the prompt is the docstring or the string the function returns; system= adds "
     "a system message",
@@ -105,12 +119,12 @@ _BUILT_BY_PROMPT = {
 }
 
 
-def _check_options(options: Mapping[str, Any]) -> None:
+def _check_options(options: Mapping[str, Any], call_arguments: frozenset[str]) -> None:
     """Reject, at decoration, the options ``relay.acomplete`` would reject at every call."""
     for name, why in _BUILT_BY_PROMPT.items():
         if name in options:
             raise TypeError(f"@relay.prompt sets {name}= itself, so it cannot be an option: {why}")
-    request = {name: value for name, value in options.items() if name not in _CALL_ARGUMENTS}
+    request = {name: value for name, value in options.items() if name not in call_arguments}
     # The same check and message as at the call; the message stands in for the prompt.
     request["messages"] = [{"role": "user", "content": "(the prompt)"}]
     validate_request(request, options.get("extra_body"), stream=False)
