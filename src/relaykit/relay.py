@@ -24,10 +24,11 @@ from relaykit.errors import ConfigError, RelayClosedError, RelayError, RequestVa
 from relaykit.events import ALL_EVENTS, Completed, Event, Failed, Listener
 from relaykit.middleware.fallback import Fallback
 from relaykit.middleware.timeout import Timeout
+from relaykit.outcome import completed_event, served
 from relaykit.pipeline import CacheMode, CallContext, Handler, Middleware, Response, compose
 from relaykit.stream import ChatStream
 from relaykit.target import Group, Strategy, Target, chain_of, leaves_of
-from relaykit.types import ChatCompletion, ChatRequest, RelayInfo, set_relay_info
+from relaykit.types import ChatCompletion, ChatRequest, set_relay_info
 
 __all__ = ["Relay", "Strategy", "SyncChatStream"]
 
@@ -205,11 +206,11 @@ class Relay:
         if isinstance(result, ChatStream):  # a middleware answered with a stream: read it all
             result = await result.completion()
         earlier = result.relay
-        info = _info(ctx, earlier)
+        info = served(ctx, earlier)
         if info is not earlier:  # a cache hit's answer says how it was served already
             set_relay_info(result, info)
         if Completed in ctx.observed:
-            self._completed(ctx, result, info, stream=False)
+            ctx.emit(completed_event(ctx, result, info, stream=False))
         return result
 
     def astream(
@@ -251,7 +252,7 @@ class Relay:
                 result = ChatStream.from_completion(
                     result, include_usage=include_usage, target=ctx.target
                 )
-            result.relay = _info(ctx, earlier)
+            result.relay = served(ctx, earlier)
             result.on_finish(finished)
             return result
 
@@ -262,10 +263,10 @@ class Relay:
                     self._failed(ctx, error, stream=True)
                 return
             if ctx.continued:  # another target finished it: answer and event both say so
-                stream.relay = _info(ctx, None)
+                stream.relay = served(ctx, None)
             if stream.ended_cleanly and Completed in ctx.observed:
                 assert stream.relay is not None
-                self._completed(ctx, stream.partial(), stream.relay, stream=True)
+                ctx.emit(completed_event(ctx, stream.partial(), stream.relay, stream=True))
 
         return ChatStream.pending(open_stream)
 
@@ -296,23 +297,6 @@ class Relay:
         ctx.cache_max_age_s = cache_max_age_s
         ctx.extra_headers = extra_headers
         return ctx
-
-    def _completed(
-        self, ctx: CallContext, completion: ChatCompletion, info: RelayInfo, *, stream: bool
-    ) -> None:
-        ctx.emit(
-            Completed(
-                target=info.target,
-                model=completion.model,
-                attempts=ctx.attempt,
-                latency_s=ctx.clock.now() - ctx.started,
-                usage=completion.usage,
-                cached=info.cached,
-                stream=stream,
-                tenant=ctx.tenant,
-                relay=info,
-            )
-        )
 
     def _failed(self, ctx: CallContext, error: RelayError, *, stream: bool) -> None:
         latency_s = ctx.clock.now() - ctx.started
@@ -406,15 +390,6 @@ class _CallTimeout(Timeout):
 
     __slots__ = ()
     raise_hint = "Pass a larger timeout="
-
-
-def _info(ctx: CallContext, earlier: RelayInfo | None) -> RelayInfo:
-    """How this call was served; a cached answer (no attempt made) names its original target."""
-    if ctx.attempt == 0:
-        if earlier is not None and earlier.cached and earlier.attempts == 0:
-            return earlier  # a cache hit's answer says so already
-        return RelayInfo(earlier.target if earlier else ctx.target, 0, cached=True)
-    return RelayInfo(ctx.target, ctx.attempt, ctx.route, continued_from=ctx.continued_from)
 
 
 def _routed(ctx: CallContext, error: RelayError) -> None:

@@ -11,7 +11,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from relaykit import OpenAICompatible, Relay, Target
+from relaykit import Cache, OpenAICompatible, Relay, Target
 from relaykit.errors import ProviderError, RelayError
 from relaykit.events import (
     CacheHit,
@@ -162,6 +162,25 @@ async def test_content_true_adds_messages_and_answer_to_the_completion_line(
         False,
         12,
     )
+
+
+async def test_content_true_names_the_target_a_cache_hit_came_from_like_the_plain_line(
+    provider, backend, logs
+) -> None:
+    lines = []
+    for content in (False, True):
+        logs.clear()
+        relay = Relay(
+            targets=[named(provider, "primary")],
+            middleware=[Logging(content=content), Cache(ttl_s=60)],
+        )
+        async with relay:
+            await relay.acomplete(messages=HI)
+            await relay.acomplete(messages=HI)  # a hit
+        lines.append(logs[-1])
+    plain, with_content = lines
+    for line in (plain, with_content):
+        assert (line["target"], line["cached"], line["attempts"]) == ("primary", True, 0)
 
 
 async def test_content_true_on_a_stream_logs_the_assembled_answer_once_consumed(

@@ -64,6 +64,7 @@ from relaykit.events import (
     RateLimited,
     Retrying,
 )
+from relaykit.outcome import completed_event, served
 from relaykit.pipeline import CallContext, Handler, Response
 from relaykit.stream import ChatStream
 from relaykit.types import ChatCompletion, ChatRequest
@@ -119,24 +120,15 @@ class Logging:
         self._config_key: tuple[object, ...] | None = None
         self._bound: Any = self.logger
         self._check: Callable[[int], bool] | None = _level_check(self.logger)
+        self._write_failed = self._writer(*_LINES[Failed])
         self._handlers: dict[type[Event], Callable[[Any], None]] = {
-            AttemptStarted: self._attempt_started,
-            AttemptSucceeded: self._attempt_succeeded,
-            AttemptFailed: self._attempt_failed,
-            Retrying: self._retrying,
-            FallingBack: self._falling_back,
-            CacheHit: self._cache_hit,
-            CacheMiss: self._cache_miss,
-            CircuitOpened: self._circuit_opened,
-            CircuitClosed: self._circuit_closed,
-            RateLimited: self._rate_limited,
-            Failed: self._failed,
+            kind: self._writer(*line)
+            for kind, line in _LINES.items()
+            if verbose or kind not in _VERBOSE_ONLY
         }
+        self._handlers[Failed] = self._failed
         # With content, __call__ writes the completion line (it has the request).
         self._handlers[Completed] = self._route if content else self._completed
-        if not verbose:
-            for step in (AttemptStarted, AttemptSucceeded, CacheHit, CacheMiss):
-                del self._handlers[step]
         # The Relay builds only the events some listener wants (see relaykit.events).
         self.wants = frozenset(self._handlers) | {Completed}
 
@@ -176,23 +168,10 @@ class Logging:
         try:
             if self._enabled(self._levelno) is None:
                 return  # the messages are not even dumped
-            completed = Completed(
-                target=ctx.target,
-                model=completion.model,
-                attempts=ctx.attempt,
-                latency_s=ctx.clock.now() - ctx.started,
-                usage=completion.usage,
-                cached=ctx.attempt == 0,
-                stream=stream,
-                tenant=ctx.tenant,
-            )
-            # A continued stream: who wrote the part before the break, as RelayInfo says.
-            continued = {"continued_from": list(ctx.continued_from)} if ctx.continued else {}
             self._completed(
-                completed,
+                completed_event(ctx, completion, served(ctx, completion.relay), stream=stream),
                 messages=[m.model_dump(mode="json", exclude_none=True) for m in request.messages],
                 answer=completion.content,
-                **continued,
             )
         except Exception:  # a logging failure never fails the call or breaks the stream
             _log.exception("relaykit Logging failed to log a completed call")
@@ -264,98 +243,21 @@ class Logging:
         if log is not None:
             log.debug("relaykit.route", target=target, route=[step.describe() for step in route])
 
+    def _writer(self, levelno: int, name: str, fields: _Fields) -> Callable[[Any], None]:
+        """The handler that writes one table row's line for an event."""
+        method = _METHODS[levelno]
+
+        def write(event: Any) -> None:
+            log = self._enabled(levelno)
+            if log is not None:
+                getattr(log, method)(name, **fields(event))
+
+        return write
+
     def _failed(self, e: Failed) -> None:
-        log = self._enabled(_ERROR)
-        if log is not None:
-            log.error(
-                "relaykit.failed",
-                attempts=e.attempts,
-                latency_ms=_ms(e.latency_s),
-                tenant=e.tenant,
-                stream=e.stream,
-                **_error_fields(e.error),
-            )
+        self._write_failed(e)
         if e.error.route:
             self._route_line(None, e.error.route)
-
-    def _attempt_started(self, e: AttemptStarted) -> None:
-        log = self._enabled(_DEBUG)
-        if log is not None:
-            log.debug("relaykit.attempt_started", target=e.target, attempt=e.attempt, model=e.model)
-
-    def _attempt_succeeded(self, e: AttemptSucceeded) -> None:
-        log = self._enabled(_DEBUG)
-        if log is not None:
-            log.debug(
-                "relaykit.attempt_ok",
-                target=e.target,
-                attempt=e.attempt,
-                latency_ms=_ms(e.latency_s),
-            )
-
-    def _attempt_failed(self, e: AttemptFailed) -> None:
-        log = self._enabled(_WARNING)
-        if log is not None:
-            log.warning(
-                "relaykit.attempt_failed",
-                target=e.target,
-                attempt=e.attempt,
-                latency_ms=_ms(e.latency_s),
-                **_error_fields(e.error),
-            )
-
-    def _retrying(self, e: Retrying) -> None:
-        log = self._enabled(_WARNING)
-        if log is not None:
-            log.warning(
-                "relaykit.retrying",
-                target=e.target,
-                attempt=e.attempt,
-                delay_s=round(e.delay_s, 3),
-                **_error_fields(e.error),
-            )
-
-    def _falling_back(self, e: FallingBack) -> None:
-        log = self._enabled(_WARNING)
-        if log is not None:
-            log.warning(
-                "relaykit.falling_back",
-                target=e.from_target,
-                to_target=e.to_target,
-                **_error_fields(e.error),
-            )
-
-    def _cache_hit(self, e: CacheHit) -> None:
-        log = self._enabled(_DEBUG)
-        if log is not None:
-            log.debug("relaykit.cache_hit", key=e.key, age_s=round(e.age_s, 3))
-
-    def _cache_miss(self, e: CacheMiss) -> None:
-        log = self._enabled(_DEBUG)
-        if log is not None:
-            log.debug("relaykit.cache_miss", key=e.key)
-
-    def _circuit_opened(self, e: CircuitOpened) -> None:
-        log = self._enabled(_WARNING)
-        if log is not None:
-            log.warning(
-                "relaykit.circuit_opened",
-                target=e.target,
-                cooldown_s=round(e.cooldown_s, 3),
-                reason=e.reason,
-            )
-
-    def _circuit_closed(self, e: CircuitClosed) -> None:
-        log = self._enabled(_INFO)
-        if log is not None:
-            log.info("relaykit.circuit_closed", target=e.target)
-
-    def _rate_limited(self, e: RateLimited) -> None:
-        log = self._enabled(_WARNING)
-        if log is not None:
-            log.warning(
-                "relaykit.rate_limited", target=e.target, wait_s=round(e.wait_s, 3), limit=e.limit
-            )
 
 
 def _level_check(logger: Any) -> Callable[[int], bool] | None:
@@ -371,3 +273,73 @@ def _ms(seconds: float) -> float:
 def _error_fields(error: RelayError) -> dict[str, Any]:
     # str(error) is relaykit's own message ("target 'x' answered 503: ..."): never a key.
     return {"error_type": type(error).__name__, "status": error.status, "error": str(error)}
+
+
+_Fields = Callable[[Any], dict[str, Any]]
+_METHODS = {_DEBUG: "debug", _INFO: "info", _WARNING: "warning", _ERROR: "error"}
+
+# Every line but the completion line (its level is the Logging's own, and it may carry content):
+# event kind -> (level, line, the line's fields), as the table in this module's docstring.
+_LINES: dict[type[Event], tuple[int, str, _Fields]] = {
+    Failed: (
+        _ERROR,
+        "relaykit.failed",
+        lambda e: {
+            "attempts": e.attempts,
+            "latency_ms": _ms(e.latency_s),
+            "tenant": e.tenant,
+            "stream": e.stream,
+            **_error_fields(e.error),
+        },
+    ),
+    AttemptFailed: (
+        _WARNING,
+        "relaykit.attempt_failed",
+        lambda e: {
+            "target": e.target,
+            "attempt": e.attempt,
+            "latency_ms": _ms(e.latency_s),
+            **_error_fields(e.error),
+        },
+    ),
+    Retrying: (
+        _WARNING,
+        "relaykit.retrying",
+        lambda e: {
+            "target": e.target,
+            "attempt": e.attempt,
+            "delay_s": round(e.delay_s, 3),
+            **_error_fields(e.error),
+        },
+    ),
+    FallingBack: (
+        _WARNING,
+        "relaykit.falling_back",
+        lambda e: {"target": e.from_target, "to_target": e.to_target, **_error_fields(e.error)},
+    ),
+    CircuitOpened: (
+        _WARNING,
+        "relaykit.circuit_opened",
+        lambda e: {"target": e.target, "cooldown_s": round(e.cooldown_s, 3), "reason": e.reason},
+    ),
+    RateLimited: (
+        _WARNING,
+        "relaykit.rate_limited",
+        lambda e: {"target": e.target, "wait_s": round(e.wait_s, 3), "limit": e.limit},
+    ),
+    CircuitClosed: (_INFO, "relaykit.circuit_closed", lambda e: {"target": e.target}),
+    AttemptStarted: (
+        _DEBUG,
+        "relaykit.attempt_started",
+        lambda e: {"target": e.target, "attempt": e.attempt, "model": e.model},
+    ),
+    AttemptSucceeded: (
+        _DEBUG,
+        "relaykit.attempt_ok",
+        lambda e: {"target": e.target, "attempt": e.attempt, "latency_ms": _ms(e.latency_s)},
+    ),
+    CacheHit: (_DEBUG, "relaykit.cache_hit", lambda e: {"key": e.key, "age_s": round(e.age_s, 3)}),
+    CacheMiss: (_DEBUG, "relaykit.cache_miss", lambda e: {"key": e.key}),
+}
+# The per-step lines written only with verbose=True (the completion line says the rest).
+_VERBOSE_ONLY = frozenset({AttemptStarted, AttemptSucceeded, CacheHit, CacheMiss})

@@ -43,9 +43,10 @@ from relaykit.middleware._genai import (
     request_attributes,
     response_attributes,
 )
+from relaykit.outcome import served
 from relaykit.pipeline import CallContext, Handler, Response
 from relaykit.stream import ChatStream
-from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest, RelayInfo
+from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -187,13 +188,10 @@ class OpenTelemetry:
             self._end_attempt(call, number, None)
         span = call.span
         # A cache hit made no attempt: its answer names the target that once gave it.
-        earlier = completion.relay.target if completion.relay is not None else None
-        route = self._route_attributes(
-            call, ctx, request, cached=ctx.attempt == 0, target=ctx.target or earlier
-        )
-        if ctx.attempt:
-            steps = RelayInfo(ctx.target, ctx.attempt, ctx.route).route
-            route["relaykit.route"] = [step.describe() for step in steps]
+        info = served(ctx, completion.relay)
+        route = self._route_attributes(call, ctx, request, cached=info.cached, target=info.target)
+        if not info.cached:
+            route["relaykit.route"] = [step.describe() for step in info.route]
         span.set_attributes(route)
         span.set_attributes(response)
         span.end()
