@@ -140,6 +140,22 @@ class ProviderTimeout(RelayError):
 
     retryable = True
 
+    @classmethod
+    def deadline_passed(cls, target: str | None = None) -> ProviderTimeout:
+        """For a request not sent at all: the call's deadline (``Timeout(total_s=...)``) had
+        passed before this attempt began."""
+        return cls("was not called: the call's deadline had already passed", target=target)
+
+    @classmethod
+    def deadline_reached(cls, left_s: float, target: str | None = None) -> ProviderTimeout:
+        """For a request cut short by the call's deadline, ``left_s`` seconds after it began
+        (one message, whichever layer, Timeout's scope or the backend's own, noticed first)."""
+        return cls(
+            f"did not answer before the call's deadline ({left_s:.3g} s were left). "
+            "Raise Timeout(total_s=...) or add a fallback target",
+            target=target,
+        )
+
 
 class ProviderConnectionError(RelayError):
     """The connection could not be made, or broke. Retryable."""

@@ -243,7 +243,7 @@ async def _ask_in_time(
     remaining = ctx.remaining()
     if remaining is not None and (limit is None or remaining < limit):
         if remaining <= 0:
-            raise ProviderTimeout("was not called: the call's deadline had already passed")
+            raise ProviderTimeout.deadline_passed()
         limit, bound = remaining, "total_s"
     try:
         async with ctx.clock.timeout(limit):
@@ -256,12 +256,12 @@ async def _ask_in_time(
         if limit is None:  # not our scope: no limit applied to this (non-streamed) request
             raise
         # Retryable: the fallback moves on at once, and a Retry may try this target again.
+        if bound == "total_s":
+            raise ProviderTimeout.deadline_reached(limit, name) from None
         if bound == "attempt_s":
             what = f"did not answer within the {limit:g} s attempt timeout"
-        elif bound == "first_token_s":
-            what = f"sent no content within the {limit:g} s first-token timeout"
         else:
-            what = f"did not answer before the call's deadline ({limit:.3g} s were left)"
+            what = f"sent no content within the {limit:g} s first-token timeout"
         raise ProviderTimeout(
             f"{what}. Raise Timeout({bound}=...) or add a fallback target", target=name
         ) from None

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import math
 import socket
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -305,6 +306,17 @@ def test_bad_constructor_arguments_are_named() -> None:
         OpenAICompatible("http://127.0.0.1:1/v1", timeout=0)
     with pytest.raises(ValueError, match="max_connections"):
         OpenAICompatible("http://127.0.0.1:1/v1", max_connections=0)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, True, "30", -1.0])
+@pytest.mark.parametrize("name", ["timeout", "connect_timeout"])
+def test_a_timeout_that_is_not_a_positive_finite_number_is_refused_by_name(
+    name: str, value: object
+) -> None:
+    # The shared argument checks, so NaN (which fails every comparison) and True (an int)
+    # cannot slip past a hand-written "<= 0".
+    with pytest.raises(ValueError, match=f"^{name} must be a positive, finite number of seconds"):
+        OpenAICompatible("http://127.0.0.1:1/v1", **{name: value})
 
 
 # --- failures before the commit point ---------------------------------------------------------

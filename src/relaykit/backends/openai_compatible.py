@@ -266,9 +266,7 @@ class OpenAICompatible:
         if remaining is None:
             return self.timeout
         if remaining <= 0:
-            raise ProviderTimeout(
-                "was not called: the call's deadline had already passed", target=self.name
-            )
+            raise ProviderTimeout.deadline_passed(self.name)
         return min(self.timeout, remaining)
 
     def _session(self) -> aiohttp.ClientSession:
@@ -340,11 +338,7 @@ class OpenAICompatible:
     def _transport_error(self, exc: BaseException, timeout: float, ctx: CallContext) -> RelayError:
         if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
             if timeout < self.timeout:  # the call's deadline, not ours, cut the wait short
-                return ProviderTimeout(
-                    f"did not answer before the call's deadline ({timeout:.3g} s were left). "
-                    "Raise Timeout(total_s=...) or add a fallback target",
-                    target=self.name,
-                )
+                return ProviderTimeout.deadline_reached(timeout, self.name)
             return ProviderTimeout(
                 f"did not answer within {timeout:.3g} s. Raise the backend's timeout or add "
                 "a fallback target",
