@@ -55,6 +55,12 @@ class CallContext:
     # means unbounded (and costs nothing). first_token_timeout_s is only set for streams.
     attempt_timeout_s: float | None = None
     first_token_timeout_s: float | None = None
+    # The longest silence between two chunks of an attempt's stream, watched on that attempt's
+    # own stream, so a stall breaks the attempt and a continuing Fallback can finish it.
+    idle_timeout_s: float | None = None
+    # Set by Fallback while a target is tried: how many targets come after it in the chain.
+    # A Retry inside that target does not retry a timeout while another target can answer.
+    targets_left: int = 0
     # Raises BadResponseError for an answer the caller cannot use (e.g. structured output that
     # does not validate); the attempt then counts as failed, so Retry and Fallback take over.
     validate: Callable[[ChatCompletion], None] | None = None

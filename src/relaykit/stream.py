@@ -228,12 +228,15 @@ class ChatStream:
             else "The partial answer is in .partial; retry the call or use "
             "Fallback(continue_streams=True) to continue on another target."
         )
-        return StreamInterruptedError(
+        error = StreamInterruptedError(
             f"broke its stream after {received} chunk{'s' if received != 1 else ''}: "
             f"{cause.message.rstrip('.')}. {advice}",
             partial=self._assembler.completion(),
             target=target or cause.target,  # the Target's name, not the backend's
         )
+        for note in notes:  # so a stream wrapped around this one says it too
+            error.add_note(note)
+        return error
 
     def on_finish(self, finalizer: StreamFinalizer) -> None:
         """Run ``finalizer(stream, error)`` once, when the stream ends, breaks or is closed."""

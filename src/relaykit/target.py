@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -10,7 +10,8 @@ from relaykit.backends.base import Backend
 from relaykit.errors import Attempt, ProviderTimeout, RelayError, RouteStep
 from relaykit.events import AttemptFailed, AttemptStarted, AttemptSucceeded
 from relaykit.pipeline import CallContext, Handler, Middleware, Response, compose
-from relaykit.types import ChatCompletion, ChatRequest
+from relaykit.stream import ChatStream
+from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest
 
 __all__ = ["BoundTarget", "Group", "Strategy", "Target", "chain_of", "leaves_of"]
 
@@ -225,9 +226,37 @@ def _upstream(backend: Backend, name: str) -> Handler:
             raise
         if AttemptSucceeded in ctx.observed:
             ctx.emit(AttemptSucceeded(name, attempt, ctx.clock.now() - started))
+        idle_s = ctx.idle_timeout_s
+        if idle_s is not None and isinstance(result, ChatStream):
+            # Watched here, on the attempt's own stream, so a stall breaks this attempt: the
+            # layers outside (a breaker, a continuing Fallback) see it break, wherever the
+            # Timeout that set idle_s sits.
+            return await ChatStream.through(result, _idle_watched(result, ctx, idle_s))
         return result
 
     return call
+
+
+async def _idle_watched(
+    stream: ChatStream, ctx: CallContext, idle_s: float
+) -> AsyncIterator[ChatCompletionChunk]:
+    """``stream``, failing with ``ProviderTimeout`` when no chunk arrives for ``idle_s``."""
+    clock = ctx.clock
+    try:
+        yield await anext(stream)  # in hand: the stream is committed
+        while True:
+            try:
+                async with clock.timeout(idle_s):
+                    chunk = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise ProviderTimeout(
+                    f"sent no chunk for {idle_s:g} s, the idle timeout", target=stream.target
+                ) from None
+            yield chunk
+    finally:
+        await stream.aclose()  # releases the connection when stalled or closed early
 
 
 async def _ask_in_time(

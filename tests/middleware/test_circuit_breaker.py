@@ -65,9 +65,9 @@ async def test_five_consecutive_503s_open_the_circuit_and_the_sixth_call_sends_n
         with pytest.raises(CircuitOpenError) as caught:
             await relay.acomplete(messages=HI)
     assert provider.request_count == 5
-    assert caught.value.retry_after == 30.0
+    assert caught.value.retry_after == 5.0
     assert str(caught.value) == (
-        "target 'primary' is skipped: its circuit is open for 30.0 s more "
+        "target 'primary' is skipped: its circuit is open for 5.0 s more "
         "after 5 consecutive failures"
     )
 
@@ -227,7 +227,7 @@ async def test_after_the_cooldown_one_probe_goes_through_and_its_success_closes_
     )
     async with relay:
         await fail_times(relay, 5)
-        clock.advance(29.9)
+        clock.advance(4.9)
         with pytest.raises(CircuitOpenError):
             await relay.acomplete(messages=HI)
         assert provider.request_count == 5
@@ -237,7 +237,7 @@ async def test_after_the_cooldown_one_probe_goes_through_and_its_success_closes_
     assert (probe.content, after.content) == ("Hello from FakeProvider.",) * 2
     assert provider.request_count == 7
     assert circuit_events(events) == [
-        CircuitOpened("primary", 30.0, "5 consecutive failures"),
+        CircuitOpened("primary", 5.0, "5 consecutive failures"),
         CircuitClosed("primary"),
     ]
 
@@ -253,9 +253,9 @@ async def test_a_failed_probe_reopens_the_circuit_for_another_cooldown(
     )
     async with relay:
         await fail_times(relay, 5)
-        clock.advance(30)
+        clock.advance(5)
         await fail_times(relay, 1)  # the probe
-        clock.advance(29.9)
+        clock.advance(4.9)
         with pytest.raises(CircuitOpenError, match="after a failed half-open probe") as caught:
             await relay.acomplete(messages=HI)
         assert provider.request_count == 6
@@ -264,8 +264,8 @@ async def test_a_failed_probe_reopens_the_circuit_for_another_cooldown(
     assert caught.value.retry_after == pytest.approx(0.1)
     assert provider.request_count == 7
     assert circuit_events(events) == [
-        CircuitOpened("primary", 30.0, "5 consecutive failures"),
-        CircuitOpened("primary", 30.0, "a failed half-open probe"),
+        CircuitOpened("primary", 5.0, "5 consecutive failures"),
+        CircuitOpened("primary", 5.0, "a failed half-open probe"),
         CircuitClosed("primary"),
     ]
 
@@ -504,3 +504,70 @@ def test_settings_that_are_not_finite_numbers_or_lists_fail_at_construction(
 ) -> None:
     with pytest.raises(ValueError, match=named):
         CircuitBreaker(**options)
+
+
+# --- defaults that let a recovered provider back ----------------------------------------------
+
+
+async def test_a_provider_that_recovers_gets_traffic_back_within_ten_seconds(
+    provider: FakeProvider,
+) -> None:
+    """503 for 60 s, then healthy; one call every 4 s, with a fallback answering meanwhile."""
+    clock = FakeClock()
+    recovered_at = clock.now() + 60
+    provider.default = lambda request: (
+        Reply.overloaded() if clock.now() < recovered_at else Reply.ok("primary again")
+    )
+    backup = FunctionBackend(lambda request: "backup", name="backup")
+    relay = Relay(targets=[guarded(provider, CircuitBreaker()), backup], clock=clock)
+    served: list[tuple[float, str | None]] = []
+    async with relay:
+        for _ in range(25):  # 100 s of calls
+            answer = await relay.acomplete(messages=HI)
+            assert answer.relay is not None
+            served.append((clock.now() - recovered_at, answer.relay.target))
+            clock.advance(4)
+    back = min(at for at, target in served if target == "primary")
+    assert 0 <= back <= 10
+    assert all(target == "primary" for at, target in served if at >= back)
+    assert all(target == "backup" for at, target in served if at < 0)
+
+
+async def test_repeated_failed_probes_reopen_for_the_same_cooldown_each_time(
+    provider: FakeProvider,
+) -> None:
+    provider.default = Reply.overloaded()
+    clock = FakeClock()
+    events: list[Event] = []
+    relay = Relay(
+        targets=[guarded(provider, CircuitBreaker())], clock=clock, listeners=[events.append]
+    )
+    async with relay:
+        await fail_times(relay, 5)
+        for _ in range(6):
+            clock.advance(5)
+            await fail_times(relay, 1)  # each probe fails
+    opened = [e for e in circuit_events(events) if isinstance(e, CircuitOpened)]
+    assert [e.cooldown_s for e in opened] == [5.0] * 7
+
+
+async def test_retry_after_sets_the_open_time_up_to_max_open_s(provider: FakeProvider) -> None:
+    provider.script(Reply.rate_limited(retry_after=20), Reply.rate_limited(retry_after=3600))
+    clock = FakeClock()
+    events: list[Event] = []
+    relay = Relay(
+        targets=[guarded(provider, CircuitBreaker())], clock=clock, listeners=[events.append]
+    )
+    async with relay:
+        await fail_times(relay, 1, RateLimitError)
+        clock.advance(20)
+        await fail_times(relay, 1, RateLimitError)  # the probe, told to wait an hour
+    assert [e.cooldown_s for e in circuit_events(events) if isinstance(e, CircuitOpened)] == [
+        20.0,
+        60.0,
+    ]
+
+
+def test_max_open_s_may_not_be_shorter_than_the_cooldown() -> None:
+    with pytest.raises(ValueError, match="max_open_s must be at least cooldown_s"):
+        CircuitBreaker(cooldown_s=10, max_open_s=5)

@@ -15,6 +15,7 @@ from relaykit import (
     Relay,
     Retry,
     Target,
+    Timeout,
 )
 from relaykit.testing import FakeClock, FakeProvider, Reply
 from relaykit.types import ChatRequest
@@ -145,3 +146,91 @@ def test_splitting_an_exhausted_group_keeps_it_not_retryable() -> None:
     matched, rest = error.split(ProviderError)
     assert isinstance(matched, AllTargetsFailedError) and matched.retryable is False
     assert rest is not None and len(rest.exceptions) == 1
+
+
+# --- Retry inside a target -------------------------------------------------------------------
+
+
+async def test_a_retry_inside_a_target_does_not_retry_a_timeout_while_another_can_answer() -> None:
+    clock = FakeClock(auto_advance=False)
+    async with FakeProvider(clock=clock) as silent, FakeProvider(clock=clock) as backup:
+        silent.default = Reply.hang()
+        backup.script(Reply.ok("from backup"))
+        relay = Relay(
+            targets=[
+                Target(
+                    OpenAICompatible(silent.url, model="m"),
+                    name="silent",
+                    middleware=[Retry(attempts=3), Timeout(attempt_s=30)],
+                ),
+                Target(OpenAICompatible(backup.url, model="m"), name="backup"),
+            ],
+            clock=clock,
+        )
+        async with relay:
+            started = clock.now()
+            answer = await clock.drive(relay.acomplete(messages=HI))
+    assert answer.content == "from backup"
+    assert silent.request_count == 1  # one attempt timeout, not three
+    assert clock.now() - started == pytest.approx(30, abs=0.5)
+
+
+async def test_a_retry_inside_the_last_target_still_retries_a_timeout() -> None:
+    clock = FakeClock(auto_advance=False)
+    async with FakeProvider(clock=clock) as flaky:
+        flaky.script(Reply.hang(), Reply.ok("second try"))
+        relay = Relay(
+            targets=[
+                Target(
+                    OpenAICompatible(flaky.url, model="m"),
+                    name="only",
+                    middleware=[Retry(attempts=3), Timeout(attempt_s=5)],
+                )
+            ],
+            clock=clock,
+        )
+        async with relay:
+            answer = await clock.drive(relay.acomplete(messages=HI))
+    assert answer.content == "second try"
+    assert flaky.request_count == 2
+
+
+async def test_a_retry_inside_a_target_honours_retry_after_on_the_same_provider_first() -> None:
+    clock = FakeClock()
+    async with FakeProvider() as limited, FakeProvider() as backup:
+        limited.script(Reply.rate_limited(retry_after=2), Reply.ok("from limited"))
+        relay = Relay(
+            targets=[
+                Target(
+                    OpenAICompatible(limited.url, model="m"),
+                    name="limited",
+                    middleware=[Retry(attempts=3)],
+                ),
+                Target(OpenAICompatible(backup.url, model="m"), name="backup"),
+            ],
+            clock=clock,
+        )
+        async with relay:
+            answer = await relay.acomplete(messages=HI)
+    assert answer.content == "from limited"
+    assert clock.sleeps == [2.0]
+    assert backup.request_count == 0
+
+
+async def test_a_retry_around_the_chain_moves_a_429_to_the_fallback_without_waiting() -> None:
+    clock = FakeClock()
+    async with FakeProvider() as limited, FakeProvider() as backup:
+        limited.script(Reply.rate_limited(retry_after=2))
+        backup.script(Reply.ok("from backup"))
+        relay = Relay(
+            targets=[
+                Target(OpenAICompatible(limited.url, model="m"), name="limited"),
+                Target(OpenAICompatible(backup.url, model="m"), name="backup"),
+            ],
+            middleware=[Retry(attempts=3)],
+            clock=clock,
+        )
+        async with relay:
+            answer = await relay.acomplete(messages=HI)
+    assert answer.content == "from backup"
+    assert clock.sleeps == []

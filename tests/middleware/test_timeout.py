@@ -504,7 +504,7 @@ async def test_closing_a_watched_stream_early_closes_the_stream_inside_it() -> N
     assert not stream.ended_cleanly
 
 
-async def test_a_stall_closes_the_stream_inside_the_timeout() -> None:
+async def test_a_stall_breaks_the_stream_of_the_target_that_stalled() -> None:
     clock = FakeClock()
     finished: list[tuple[bool, Any]] = []
 
@@ -523,7 +523,10 @@ async def test_a_stall_closes_the_stream_inside_the_timeout() -> None:
     with pytest.raises(StreamInterruptedError):
         await relay.astream(messages=HI).completion()
 
-    assert finished == [(False, None)]
+    # The layers of the stalled target see its stream break, not close: a breaker counts it.
+    [(ended_cleanly, error)] = finished
+    assert not ended_cleanly
+    assert isinstance(error, StreamInterruptedError) and "idle timeout" in str(error)
 
 
 # --- cost when unused -----------------------------------------------------------------------------
@@ -677,3 +680,51 @@ async def test_retries_inside_a_deadline_each_get_an_attempt_timeout_and_stop_in
     assert "2 s attempt timeout" in str(error)
     assert calls == ["slow", "slow"]
     assert elapsed == 4.5
+
+
+@pytest.mark.parametrize("where", ["around the call", "inside the target"])
+async def test_a_stall_is_continued_on_the_fallback_wherever_the_idle_timeout_sits(
+    where: str,
+) -> None:
+    clock = FakeClock(auto_advance=False)
+    async with FakeProvider(clock=clock) as stalling, FakeProvider(clock=clock) as backup:
+        stalling.script(Reply.ok("one two three four").stall_after(3))
+        backup.script(Reply.ok(" three four"))
+        watch = [Timeout(idle_s=10)]
+        relay = Relay(
+            targets=[
+                Target(
+                    OpenAICompatible(stalling.url, model="m"),
+                    name="stalling",
+                    middleware=watch if where == "inside the target" else [],
+                ),
+                Target(OpenAICompatible(backup.url, model="m"), name="backup"),
+            ],
+            middleware=watch if where == "around the call" else [],
+            strategy=Fallback(continue_streams=True),
+            clock=clock,
+        )
+        async with relay:
+            started = clock.now()
+            answer = await clock.drive(relay.astream(messages=HI).completion())
+    assert answer.content == "one two three four"
+    assert answer.relay is not None and answer.relay.continued_from == ("stalling",)
+    assert clock.now() - started == pytest.approx(10, abs=0.5)
+
+
+async def test_without_continuation_a_stall_fails_promptly_with_the_partial() -> None:
+    clock = FakeClock(auto_advance=False)
+    async with FakeProvider(clock=clock) as stalling:
+        stalling.script(Reply.ok("one two three four").stall_after(3))
+        relay = Relay(
+            targets=[Target(OpenAICompatible(stalling.url, model="m"), name="stalling")],
+            middleware=[Timeout(total_s=90, idle_s=10)],
+            clock=clock,
+        )
+        async with relay:
+            started = clock.now()
+            with pytest.raises(StreamInterruptedError, match="idle timeout") as caught:
+                await clock.drive(relay.astream(messages=HI).completion())
+    assert caught.value.partial.content == "one two"
+    assert caught.value.target == "stalling"
+    assert clock.now() - started == pytest.approx(10, abs=0.5)

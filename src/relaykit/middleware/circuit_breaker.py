@@ -68,9 +68,17 @@ class CircuitBreaker:
     of at least ``min_calls`` calls in the last ``window_s`` seconds failed (checked as each
     failure is recorded). It stays open for ``cooldown_s``, then lets ``half_open_probes``
     concurrent calls through: a probe that succeeds closes it, one that fails reopens it for
-    another cool-down. A 429 with Retry-After opens the circuit for exactly that long, a quota
-    error for the cool-down. A stream counts as a success at its first chunk and as a failure
-    if it breaks after it.
+    another cool-down, the same length each time. A 429 with Retry-After opens the circuit for
+    exactly that long (at most ``max_open_s``), a quota error for the cool-down. A stream counts
+    as a success at its commit point and as a failure if it breaks after it.
+
+    Why a 5 s cool-down: a circuit exists to spare a failing provider and skip it at no cost
+    while the fallback answers; it does not need to stay open long to do that. A short, fixed
+    cool-down gives a recovered provider its traffic back within one cool-down plus the gap to
+    the next call (LiteLLM's Router and Polly also cool down for 5 s), where a long or growing
+    one kept a provider that had recovered idle for half a minute or more. A provider that asks
+    for longer says so with Retry-After, which is honoured up to ``max_open_s`` (60 s), so no
+    single answer can take a provider out of service for longer than that.
 
     Which errors count is ``failure_on`` (error types and predicates on errors) when given,
     else ``DEFAULT_FAILURES``. State is kept per target name, so one instance may guard several
@@ -87,13 +95,19 @@ class CircuitBreaker:
         failure_rate: float = 0.5,
         min_calls: int = 10,
         window_s: float = 30.0,
-        cooldown_s: float = 30.0,
+        cooldown_s: float = 5.0,
+        max_open_s: float = 60.0,
         half_open_probes: int = 1,
         store: BreakerStore | None = None,
         failure_on: Sequence[ErrorRule] | None = None,
     ) -> None:
         # Every bound is finite: a circuit opened for math.inf seconds would never close.
         cooldown = positive_seconds("cooldown_s", cooldown_s)
+        self.max_open_s = positive_seconds("max_open_s", max_open_s)
+        if self.max_open_s < cooldown:
+            raise ValueError(
+                f"max_open_s must be at least cooldown_s ({cooldown:g}), got {max_open_s!r}"
+            )
         self.policy = BreakerPolicy(
             failures=whole_number("failures", failures, minimum=1),
             failure_rate=fraction("failure_rate", failure_rate),
@@ -119,7 +133,8 @@ class CircuitBreaker:
         return (
             f"CircuitBreaker(failures={p.failures}, failure_rate={p.failure_rate}, "
             f"min_calls={p.min_calls}, window_s={p.window_s}, cooldown_s={p.cooldown_s}, "
-            f"half_open_probes={p.half_open_probes}, store={self.store!r})"
+            f"max_open_s={self.max_open_s}, half_open_probes={p.half_open_probes}, "
+            f"store={self.store!r})"
         )
 
     # --- policy: pure decisions, no clock, no store --------------------------------------------
@@ -137,8 +152,9 @@ class CircuitBreaker:
         if isinstance(error, QuotaExceededError):
             return Outcome(False, probe, self.policy.cooldown_s, "a quota-exceeded error")
         if isinstance(error, RateLimitError) and error.retry_after and error.retry_after > 0:
-            wait = error.retry_after
-            return Outcome(False, probe, wait, f"a 429 asking to retry after {wait:.1f} s")
+            asked = error.retry_after
+            reason = f"a 429 asking to retry after {asked:.1f} s"
+            return Outcome(False, probe, min(asked, self.max_open_s), reason)
         return Outcome(False, probe)
 
     # --- the middleware ------------------------------------------------------------------------

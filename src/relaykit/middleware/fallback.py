@@ -158,15 +158,18 @@ class Fallback:
                 ctx.record(RouteStep(target.name, "skipped", reason))
                 continue
             started = ctx.clock.now()
+            left, ctx.targets_left = ctx.targets_left, len(chain) - index - 1
             try:
                 result = await target.handler(request, ctx)
             except RelayError as exc:
+                ctx.targets_left = left
                 note_failure(ctx, target, exc, started)
                 if not self.moves_on(exc):
                     raise
                 too_small = too_small_after(exc, target, too_small)
                 self._announce(chain, index, ctx, exc, too_small)
                 continue
+            ctx.targets_left = left
             if self.answer_checks and isinstance(result, ChatCompletion):
                 check = self.rejected_by(result)
                 if check is not None:
@@ -381,15 +384,19 @@ class _Bounds:
     deadline: float | None
     attempt_timeout_s: float | None
     first_token_timeout_s: float | None
+    idle_timeout_s: float | None
 
     @classmethod
     def of(cls, ctx: CallContext) -> _Bounds:
-        return cls(ctx.deadline, ctx.attempt_timeout_s, ctx.first_token_timeout_s)
+        return cls(
+            ctx.deadline, ctx.attempt_timeout_s, ctx.first_token_timeout_s, ctx.idle_timeout_s
+        )
 
     def apply(self, ctx: CallContext) -> None:
         ctx.deadline = self.deadline
         ctx.attempt_timeout_s = self.attempt_timeout_s
         ctx.first_token_timeout_s = self.first_token_timeout_s
+        ctx.idle_timeout_s = self.idle_timeout_s
 
 
 def _collect(chunk: ChatCompletionChunk, text: list[str]) -> bool:

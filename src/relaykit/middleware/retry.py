@@ -25,7 +25,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias, cast
 
 from relaykit._checks import positive_seconds, whole_number
 from relaykit._rules import ErrorRule, check_rules, matches
-from relaykit.errors import AllTargetsFailedError, RelayError, StreamInterruptedError
+from relaykit.errors import (
+    AllTargetsFailedError,
+    ProviderTimeout,
+    RelayError,
+    StreamInterruptedError,
+)
 from relaykit.events import Retrying
 from relaykit.middleware.retry_budget import RetryBudget
 from relaykit.pipeline import CallContext, Handler, Response
@@ -136,6 +141,7 @@ class RetryPolicy:
         remaining_s: float | None,
         *,
         draw: float = 1.0,
+        elsewhere: bool = False,
     ) -> RetryDecision:
         """Whether to call again after ``error``, and after how long; or why not.
 
@@ -143,9 +149,18 @@ class RetryPolicy:
         ``elapsed_s`` is the time since the call started, ``remaining_s`` the time left before
         its deadline (None: no deadline), and ``draw`` a uniform number in [0, 1) for full
         jitter (the middleware passes ``ctx.clock.random()``; 1.0 gives the jitter's ceiling).
+        ``elsewhere`` says another target can answer this call (a Retry inside a target of a
+        fallback chain that has targets left): a timeout is then not retried here.
         """
         if not self.retries(error):
             return GiveUp()
+        if elsewhere and isinstance(error, ProviderTimeout):
+            # A silent or slow provider costs a whole attempt timeout each try, while another
+            # target could be answering now.
+            return GiveUp(
+                "relaykit: not retried on this target: it timed out, and another target can "
+                "answer the call"
+            )
         if self.stop is None and attempt_number >= self.attempts:
             return GiveUp(_gave_up(attempt_number))
         tenacity_given = self.wait is not None or self.stop is not None
@@ -274,7 +289,12 @@ class Retry:
         attempt = 1
         while True:
             decision = policy.decide(
-                error, attempt, clock.now() - ctx.started, ctx.remaining(), draw=clock.random()
+                error,
+                attempt,
+                clock.now() - ctx.started,
+                ctx.remaining(),
+                draw=clock.random(),
+                elsewhere=ctx.targets_left > 0,
             )
             if isinstance(decision, GiveUp):
                 if decision.note is not None:

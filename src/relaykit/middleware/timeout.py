@@ -5,10 +5,12 @@ bounds work at different places:
 
 - ``total_s`` sets ``ctx.deadline``, which every inner layer already respects (backoff sleeps,
   HTTP timeouts, rate-limit waits), and cancels whatever is still running when it passes.
-- ``attempt_s`` and ``first_token_s`` are left on the context for the target's upstream request,
-  which bounds itself by them; so each attempt gets its own budget, however many a Retry or a
-  Fallback inside this Timeout makes.
-- ``idle_s`` (and ``total_s``, past a stream's first chunk) watch the stream the caller reads.
+- ``attempt_s``, ``first_token_s`` and ``idle_s`` are left on the context for the target's
+  upstream request, which bounds itself by them; so each attempt gets its own budget, however
+  many a Retry or a Fallback inside this Timeout makes, and a stall breaks the attempt's own
+  stream: ``Fallback(continue_streams=True)`` continues it on the next target whether this
+  Timeout wraps the whole call or sits in one target's middleware.
+- ``total_s``, past a stream's commit point, watches the stream the caller reads.
 
 A Timeout only ever tightens: an inner one never extends an outer deadline or bound. Each bound
 holds for the layers inside it and is lifted when the call leaves it, so a Timeout in one
@@ -40,15 +42,15 @@ class Timeout:
     ``attempt_s``: one upstream request answers within this (a stream: sends its first chunk),
     or that attempt fails with a retryable ``ProviderTimeout`` and the fallback moves on.
     ``first_token_s``: a stream's first chunk arrives within this, per attempt.
-    ``idle_s``: once a stream has started, no more than this passes between two chunks, or the
-    stream fails with ``StreamInterruptedError`` carrying what had arrived.
+    ``idle_s``: once a stream has started, no more than this passes between two chunks of an
+    attempt, or that attempt's stream breaks: ``Fallback(continue_streams=True)`` continues it
+    on the next target, otherwise the caller gets ``StreamInterruptedError`` with the partial.
 
     >>> Relay(targets=[primary, secondary], middleware=[Timeout(total_s=30, attempt_s=10)])
     >>> Target(backend, middleware=[CircuitBreaker(), Timeout(first_token_s=5, idle_s=20)])
 
-    Place ``idle_s`` inside a target's ``CircuitBreaker`` if a stall should count as that
-    target's failure: layers outside a Timeout see its stall as a broken stream, layers inside
-    it see their stream closed early.
+    A stall counts as the stalled target's failure for its ``CircuitBreaker`` wherever the
+    Timeout is, since it breaks that target's own stream.
     """
 
     __slots__ = ("attempt_s", "first_token_s", "idle_s", "total_s")
@@ -84,6 +86,10 @@ class Timeout:
         outer_target = ctx.target
         outer_attempt = ctx.attempt_timeout_s
         outer_first = ctx.first_token_timeout_s
+        outer_idle = ctx.idle_timeout_s
+        idle = self.idle_s
+        if idle is not None and request.stream and (outer_idle is None or idle < outer_idle):
+            ctx.idle_timeout_s = idle
         if self.attempt_s is not None and (outer_attempt is None or self.attempt_s < outer_attempt):
             ctx.attempt_timeout_s = self.attempt_s
         first = self.first_token_s
@@ -119,7 +125,8 @@ class Timeout:
             ctx.deadline = outer_deadline
             ctx.attempt_timeout_s = outer_attempt
             ctx.first_token_timeout_s = outer_first
-        if isinstance(result, ChatStream) and (deadline is not None or self.idle_s is not None):
+            ctx.idle_timeout_s = outer_idle
+        if isinstance(result, ChatStream) and deadline is not None:
             return await self._watch(result, ctx, deadline, own)
         return result
 
@@ -131,36 +138,22 @@ class Timeout:
         return f"before the call's deadline ({max(allowed_s, 0.0):.3g} s were left)"
 
     async def _watch(
-        self, stream: ChatStream, ctx: CallContext, deadline: float | None, own: bool
+        self, stream: ChatStream, ctx: CallContext, deadline: float, own: bool
     ) -> ChatStream:
-        """The same stream, failing with a typed error when it stalls or outlives the deadline."""
+        """The same stream, failing with a typed error when it outlives the deadline."""
         return await ChatStream.through(stream, self._chunks(stream, ctx, deadline, own))
 
     async def _chunks(
-        self, stream: ChatStream, ctx: CallContext, deadline: float | None, own: bool
+        self, stream: ChatStream, ctx: CallContext, deadline: float, own: bool
     ) -> AsyncIterator[ChatCompletionChunk]:
-        clock = ctx.clock
-        idle_s = self.idle_s
         try:
             yield await anext(stream)
-            while True:
-                limit = idle_s
-                if deadline is not None:
-                    left = deadline - clock.now()
-                    if limit is None or left < limit:
-                        limit = left
-                try:
-                    async with clock.timeout(limit):
-                        chunk = await anext(stream)
-                except StopAsyncIteration:
-                    return
-                except TimeoutError:
-                    if idle_s is not None and limit == idle_s:
-                        what = f"sent no chunk for {idle_s:g} s, the idle timeout"
-                    else:
-                        what = f"did not finish its stream {self._deadline(own)}"
-                    raise ProviderTimeout(what, target=stream.target) from None
-                yield chunk
+            async with ctx.clock.timeout(deadline - ctx.clock.now()):
+                async for chunk in stream:
+                    yield chunk
+        except TimeoutError:
+            what = f"did not finish its stream {self._deadline(own)}"
+            raise ProviderTimeout(what, target=stream.target) from None
         finally:
             await stream.aclose()  # releases the connection when stalled or closed early
 

@@ -46,7 +46,7 @@ class BreakerPolicy:
     failure_rate: float = 0.5
     min_calls: int = 10
     window_s: float = 30.0
-    cooldown_s: float = 30.0
+    cooldown_s: float = 5.0
     half_open_probes: int = 1
     # A probe that reports nothing for this long (its process died) frees its slot.
     probe_lease_s: float = 60.0
