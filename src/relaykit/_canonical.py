@@ -1,18 +1,19 @@
 """Canonical JSON: one text per value, however its dicts were ordered, for cache keys.
 
 The text is exactly ``json.dumps(value, sort_keys=True, separators=(",", ":"))``. That call
-builds a new encoder each time, which costs more than encoding a short request (2 µs against
-0.7 µs), and every cached call makes a key; so the C encoder behind it is built once, here.
-Where the C encoder is missing (a Python without the ``_json`` accelerator), the same text comes
-from a ``json.JSONEncoder`` built once.
+builds a new encoder each time, which costs more than encoding a short request, and every
+cached call makes a key; so the C encoder behind it is built once
+(``relaykit._thirdparty``, where the private part it needs is pinned). Where the C encoder is
+missing, the same text comes from a ``json.JSONEncoder`` built once.
 """
 
 from __future__ import annotations
 
 import json
-import json.encoder
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from relaykit._thirdparty import c_json_encoder
 
 __all__ = ["canonical_json", "request_identity"]
 
@@ -25,22 +26,9 @@ def _not_json(value: object) -> Any:
 
 
 def _build() -> Callable[[Any], str]:
-    make: Callable[..., Callable[[Any, int], list[str]]] | None = getattr(
-        json.encoder, "c_make_encoder", None
-    )
-    if make is None:
+    encode = c_json_encoder(_not_json, sort_keys=True)
+    if encode is None:
         return json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_not_json).encode
-    encode = make(
-        None,  # markers: no cycle check, a request body is a tree (a cycle: RecursionError)
-        _not_json,
-        json.encoder.encode_basestring_ascii,
-        None,  # indent
-        ":",
-        ",",
-        True,  # sort_keys
-        False,  # skipkeys
-        True,  # allow_nan, as json.dumps
-    )
 
     def canonical(value: Any) -> str:
         return "".join(encode(value, 0))

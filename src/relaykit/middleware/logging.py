@@ -45,9 +45,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
-from structlog._config import BoundLoggerLazyProxy
 from structlog.typing import BindableLogger
 
+from relaykit._thirdparty import is_lazy_proxy, proxy_caches_logger
 from relaykit.errors import RelayError, RouteStep
 from relaykit.events import (
     AttemptFailed,
@@ -116,7 +116,7 @@ class Logging:
         # A lazy proxy (what structlog.get_logger returns) assembles a new logger on every call,
         # which costs more than the level check it would serve. Assemble it once and again only
         # when the app reconfigures structlog, so configuring after building the Relay works.
-        self._proxy = self.logger if isinstance(self.logger, BoundLoggerLazyProxy) else None
+        self._proxy: Any = self.logger if is_lazy_proxy(self.logger) else None
         self._config_key: tuple[object, ...] | None = None
         self._bound: Any = self.logger
         self._check: Callable[[int], bool] | None = _level_check(self.logger)
@@ -191,7 +191,7 @@ class Logging:
         check = self._check
         return self._bound if check is None or check(levelno) else None
 
-    def _follow_configuration(self, proxy: BoundLoggerLazyProxy) -> None:
+    def _follow_configuration(self, proxy: Any) -> None:
         config = structlog.get_config()
         key = (
             config["processors"],
@@ -203,7 +203,7 @@ class Logging:
             self._bound = proxy.bind()
             self._check = _level_check(self._bound)
             self._config_key = key
-            if "bind" in vars(proxy):
+            if proxy_caches_logger(proxy):
                 # structlog cached the logger (cache_logger_on_first_use): the proxy now keeps
                 # it whatever the configuration becomes, so there is nothing left to follow.
                 self._proxy = None
