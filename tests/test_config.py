@@ -411,3 +411,21 @@ async def test_env_values_stay_text_in_headers_and_bodies_but_type_middleware_op
     assert seen.body is not None and seen.body["user_tag"] == "007"  # text, leading zeros kept
     limit = relay.targets[0].middleware[0]
     assert isinstance(limit, RateLimit) and limit.rpm == 600 and isinstance(limit.rpm, int)
+
+
+def test_a_target_can_declare_assistant_prefill_for_continuations() -> None:
+    relay = Relay.from_config(
+        {
+            "targets": [
+                {"name": "a", "preset": "openai_compatible", "base_url": "http://127.0.0.1:1/v1"},
+                {
+                    "name": "b",
+                    "preset": "openai_compatible",
+                    "base_url": "http://127.0.0.1:2/v1",
+                    "prefill": {"prefix": True},
+                },
+            ],
+            "strategy": {"fallback": {"continue_streams": True}},
+        }
+    )
+    assert [t.prefill for t in relay.targets] == [False, {"prefix": True}]

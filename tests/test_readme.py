@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from relaykit import CircuitBreaker, Logging, RateLimit, Relay, Retry
+from relaykit import CircuitBreaker, Fallback, Logging, RateLimit, Relay, Retry
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
 
@@ -45,3 +45,17 @@ def test_the_config_file_example_builds() -> None:
     assert [t.label for t in relay.targets] == ["primary", "backup"]
     assert list(relay.routes) == ["smart"]
     assert "sk-readme-openai" not in repr(relay.targets)
+
+
+def test_the_production_setup_is_the_one_the_fault_scenarios_run() -> None:
+    (setup,) = [block for block in blocks("python") if "continue_streams=True" in block]
+    namespace: dict[str, object] = {}
+    exec(setup, namespace)
+    relay = namespace["relay"]
+    assert isinstance(relay, Relay)
+    assert [t.label for t in relay.targets] == ["primary", "fallback"]
+    assert [type(m) for m in relay.targets[0].middleware] == [CircuitBreaker]
+    timeout, retry = relay.middleware
+    assert repr(timeout) == "Timeout(total_s=90.0, attempt_s=30.0, first_token_s=10.0, idle_s=10.0)"
+    assert isinstance(retry, Retry) and retry.policy.attempts == 3
+    assert isinstance(relay.strategy, Fallback) and relay.strategy.continue_streams

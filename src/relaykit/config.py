@@ -92,6 +92,7 @@ class TargetConfig(_Strict):
     extra_body: dict[str, Any] | None = None
     session_id: str | None = None
     context_window: int | None = Field(default=None, gt=0)
+    prefill: bool | dict[str, Any] = False
     middleware: list[MiddlewareEntry] = Field(default_factory=list)
 
 
@@ -218,7 +219,15 @@ def _target(config: TargetConfig, where: str) -> Target:
     options: dict[str, Any] = {
         key: value
         for key, value in config.model_dump(
-            exclude={"name", "preset", "context_window", "middleware", "session_id", "base_url"},
+            exclude={
+                "name",
+                "preset",
+                "context_window",
+                "prefill",
+                "middleware",
+                "session_id",
+                "base_url",
+            },
             exclude_none=True,
         ).items()
     }
@@ -246,6 +255,7 @@ def _target(config: TargetConfig, where: str) -> Target:
         name=config.name,
         middleware=_middleware(config.middleware, f"{where}.middleware"),
         context_window=config.context_window,
+        prefill=config.prefill,
     )
 
 
