@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from relaykit import ConfigError, RateLimit, Relay
+from relaykit import (
+    ConfigError,
+    ContentFilterError,
+    Fallback,
+    InvalidRequestError,
+    ProviderError,
+    RateLimit,
+    Relay,
+    Retry,
+)
 from relaykit.testing import FakeProvider, Reply
 
 HI = [{"role": "user", "content": "hi"}]
@@ -260,7 +270,7 @@ def test_keys_that_are_not_identifiers_are_named_in_the_path(config: dict, path:
                 "targets": [{"base_url": UNUSED_URL}],
                 "middleware": [{"logging": {"level": "${OPENAI_API_KEY}"}}],
             },
-            "middleware[0].logging",
+            "middleware[0].logging.level",
             id="a middleware option",
         ),
     ],
@@ -429,3 +439,103 @@ def test_a_target_can_declare_assistant_prefill_for_continuations() -> None:
         }
     )
     assert [t.prefill for t in relay.targets] == [False, {"prefix": True}]
+
+
+def test_a_bad_middleware_value_is_reported_at_its_own_option() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Relay.from_config(
+            {
+                "targets": [{"base_url": "http://127.0.0.1:1/v1"}],
+                "middleware": ["logging", {"cache": {"ttl_s": "ten"}}],
+            }
+        )
+
+    assert caught.value.path == "middleware[1].cache.ttl_s"
+    assert "ttl_s must be a positive, finite number of seconds, got 'ten'" in str(caught.value)
+
+
+def test_an_option_a_file_cannot_set_is_named_as_code_only_and_never_listed() -> None:
+    with pytest.raises(ConfigError) as code_only:
+        Relay.from_config(
+            {
+                "targets": [{"base_url": "http://127.0.0.1:1/v1"}],
+                "middleware": [{"cache": {"store": "x"}}],
+            }
+        )
+    with pytest.raises(ConfigError) as typo:
+        Relay.from_config(
+            {
+                "targets": [{"base_url": "http://127.0.0.1:1/v1"}],
+                "middleware": [{"cache": {"tll_s": 5}}],
+            }
+        )
+
+    assert code_only.value.path == "middleware[0].cache.store"
+    assert (
+        "is set in code only (Cache(store=...)); a file can set ttl_s, max_entries, namespace"
+        in (code_only.value.problem)
+    )
+    assert typo.value.problem == (
+        "is not an option of cache; did you mean 'ttl_s'? A file can set ttl_s, max_entries, "
+        "namespace"
+    )
+
+
+@pytest.mark.parametrize(
+    ("section", "names", "expected"),
+    [
+        (
+            "retry",
+            ["RateLimitErr"],
+            "'RateLimitErr' is not a relaykit error type (RateLimitError, ProviderError, ...); "
+            "did you mean 'RateLimitError'?",
+        ),
+        (
+            "fallback",
+            ["ProviderErorr"],
+            "'ProviderErorr' is neither a relaykit error type (RateLimitError, ProviderError, "
+            "...), nor 'default' (the default rule), nor an answer check (empty_answer, "
+            "refusal, invalid_json); did you mean 'ProviderError'?",
+        ),
+    ],
+)
+def test_a_misspelled_error_rule_reads_well_and_suggests_the_name(
+    section: str, names: list[str], expected: str
+) -> None:
+    config: dict[str, Any] = {"targets": [{"base_url": "http://127.0.0.1:1/v1"}]}
+    if section == "retry":
+        config["middleware"] = [{"retry": {"retry_on": names}}]
+    else:
+        config["strategy"] = {"fallback": {"fallback_on": names}}
+
+    with pytest.raises(ConfigError) as caught:
+        Relay.from_config(config)
+
+    assert caught.value.problem == expected
+
+
+def test_fallback_on_in_a_file_can_add_to_the_default_rule() -> None:
+    relay = Relay.from_config(
+        {
+            "targets": [{"base_url": "http://127.0.0.1:1/v1"}],
+            "strategy": {"fallback": {"fallback_on": ["default", "ContentFilterError"]}},
+        }
+    )
+
+    assert isinstance(relay.strategy, Fallback)
+    assert relay.strategy.moves_on(ContentFilterError("filtered"))
+    assert relay.strategy.moves_on(ProviderError("answered 503"))
+    assert not relay.strategy.moves_on(InvalidRequestError("bad"))
+
+
+def test_numbers_as_text_are_read_in_a_file_and_refused_in_code() -> None:
+    relay = Relay.from_config(
+        {
+            "targets": [{"base_url": "http://127.0.0.1:1/v1"}],
+            "middleware": [{"retry": {"attempts": "3"}}],
+        }
+    )
+
+    assert isinstance(relay.middleware[0], Retry) and relay.middleware[0].policy.attempts == 3
+    with pytest.raises(ValueError, match="attempts must be a whole number of at least 1"):
+        Retry(attempts="3")  # type: ignore[arg-type]

@@ -561,3 +561,29 @@ async def test_a_cache_follower_gets_the_functions_own_exception_with_its_cause(
     results = await asyncio.gather(broken("q"), broken("q"), return_exceptions=True)
     assert [type(r) for r in results] == [QuotaBug, QuotaBug]
     assert all(isinstance(r.__cause__, KeyError) for r in results)
+
+
+async def test_resilient_moves_a_503_on_to_the_next_model_first_and_retries_only_the_chain() -> (
+    None
+):
+    """What docs/middleware.md says of @resilient: fallback first, then Retry over the chain."""
+    calls: list[str] = []
+    clock = FakeClock()
+
+    def overloaded() -> httpx.HTTPStatusError:
+        request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+        response = httpx.Response(503, request=request, text="overloaded")
+        return httpx.HTTPStatusError("503", request=request, response=response)
+
+    @resilient(retry=Retry(attempts=3), fallback_models=["gpt-4o-mini"])
+    async def ask(question: str, model: str = "gpt-4o") -> str:
+        calls.append(model)
+        if len(calls) <= 2:  # both models fail once
+            raise overloaded()
+        return f"{model} answered"
+
+    ask.relay.clock = clock  # type: ignore[attr-defined]
+    answer = await ask("hi")
+
+    assert calls == ["gpt-4o", "gpt-4o-mini", "gpt-4o"]
+    assert answer == "gpt-4o answered"

@@ -7,6 +7,7 @@ answer = relay.complete(messages=[{"role": "user", "content": "Hello"}])
 """
 
 from relaykit import presets
+from relaykit._rules import default_fallback_on
 from relaykit._sync_stream import SyncChatStream
 from relaykit.backends import Backend, FunctionBackend, OpenAICompatible
 from relaykit.clock import Clock, SystemClock
@@ -23,6 +24,7 @@ from relaykit.errors import (
     ContextWindowError,
     InvalidRequestError,
     LocalRateLimitError,
+    ModelNotFoundError,
     ProviderConnectionError,
     ProviderError,
     ProviderTimeout,
@@ -85,6 +87,7 @@ __all__ = [
     "LocalRateLimitError",
     "Logging",
     "Middleware",
+    "ModelNotFoundError",
     "OpenAICompatible",
     "OpenTelemetry",
     "ProviderConnectionError",
@@ -109,6 +112,7 @@ __all__ = [
     "Timeout",
     "Usage",
     "answer_check",
+    "default_fallback_on",
     "empty_answer",
     "invalid_json",
     "presets",

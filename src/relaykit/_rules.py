@@ -13,12 +13,26 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TypeAlias
 
-from relaykit.errors import RelayError
+from relaykit.errors import ContextWindowError, InvalidRequestError, ModelNotFoundError, RelayError
 
-__all__ = ["ErrorRule", "check_rules", "matches"]
+__all__ = ["ErrorRule", "check_rules", "default_fallback_on", "matches"]
 
 ErrorRule: TypeAlias = type[RelayError] | Callable[[RelayError], bool]
 """An error type (its subclasses match too), or a predicate on the error."""
+
+
+def default_fallback_on(error: RelayError) -> bool:
+    """The default rule of which failures move a call on to another target.
+
+    Every error moves on except an invalid request, which any target would refuse the same way;
+    a context-window error (a larger target may fit) and a missing model (another target may
+    have it) do move on. To add to it without restating it, list it among the rules:
+
+    >>> Fallback(fallback_on=[default_fallback_on, ContentFilterError])
+    """
+    return isinstance(error, ContextWindowError | ModelNotFoundError) or not isinstance(
+        error, InvalidRequestError
+    )
 
 
 def check_rules(name: str, rules: Iterable[ErrorRule]) -> tuple[ErrorRule, ...]:

@@ -21,6 +21,7 @@ from relaykit.errors import (
     ContentFilterError,
     ContextWindowError,
     InvalidRequestError,
+    ModelNotFoundError,
     ProviderConnectionError,
     ProviderError,
     ProviderTimeout,
@@ -139,6 +140,8 @@ def _classify(status: int, code: str, kind: str, message: str) -> type[RelayErro
         return ContextWindowError
     if code in ("content_filter", "content_policy_violation"):
         return ContentFilterError
+    if status == 404 or code in _NOT_FOUND_CODES:
+        return ModelNotFoundError
     if status in (401, 403):
         return AuthenticationError
     if status == 429:
@@ -149,6 +152,9 @@ def _classify(status: int, code: str, kind: str, message: str) -> type[RelayErro
         return ProviderError
     return InvalidRequestError
 
+
+# A model or an Azure deployment this target does not have, whatever the status says.
+_NOT_FOUND_CODES = frozenset({"model_not_found", "DeploymentNotFound"})
 
 _ADVICE: dict[type[RelayError], str] = {
     QuotaExceededError: "The account is out of quota; retrying will not help. Add credit or "
@@ -161,6 +167,8 @@ _ADVICE: dict[type[RelayError], str] = {
     ProviderTimeout: "The provider timed out; retrying may help",
     ProviderError: "The provider failed; a Retry or a fallback target can absorb this",
     InvalidRequestError: "The provider rejected the request as invalid; fix it before retrying",
+    ModelNotFoundError: "This target has no such model (or deployment, or its base_url path is "
+    "wrong); check the target's model and base_url. The fallback moves on to the next target",
 }
 
 

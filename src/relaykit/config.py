@@ -28,6 +28,7 @@ everywhere), nor the text of a file it cannot parse: either may be a key.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from relaykit import errors, presets
 from relaykit._config_text import ENV, Expanded, expand, scalar, within, yaml_problem
+from relaykit._rules import ErrorRule, default_fallback_on
 from relaykit._validation import best_error, error_path, problem, subpath
 from relaykit.backends.openai_compatible import OpenAICompatible
 from relaykit.errors import ConfigError
@@ -49,7 +51,7 @@ from relaykit.target import Strategy, Target
 if TYPE_CHECKING:
     pass
 
-__all__ = ["MIDDLEWARE", "build_relay_arguments", "load_config"]
+__all__ = ["MIDDLEWARE", "build_relay_arguments", "file_options", "load_config"]
 
 StrategyT = TypeVar("StrategyT", LoadBalance, Hedge)
 
@@ -65,7 +67,10 @@ MIDDLEWARE: dict[str, str] = {
 }
 # Middleware options that take error types; a config file names them.
 _ERROR_RULE_OPTIONS = frozenset({"retry_on", "failure_on"})
+# What a file's value can be for any other option (see file_options).
+_FILE_VALUE_TYPES = frozenset({"str", "int", "float", "bool", "None"})
 _ANSWER_CHECKS = {"empty_answer": empty_answer, "refusal": refusal, "invalid_json": invalid_json}
+_DEFAULT_RULE: dict[str, ErrorRule] = {"default": default_fallback_on}
 _PRESETS: dict[str, Callable[..., OpenAICompatible]] = {
     "openai": presets.openai,
     "voidai": presets.voidai,
@@ -245,11 +250,7 @@ def _target(config: TargetConfig, where: str) -> Target:
         field = exc.path.rsplit(".", 1)[-1]
         raise ConfigError(f"{where}.{field}", exc.problem) from None
     except ValueError as exc:
-        # The backend's checks start with the argument they reject ("base_url must be an
-        # http(s) URL ..."): that argument is the setting at fault.
-        argument = str(exc).split(" ", 1)[0]
-        place = subpath(where, argument) if argument in options else where
-        raise ConfigError(place, str(exc)) from None
+        raise ConfigError(_at_argument(where, options, exc), str(exc)) from None
     return Target(
         backend,
         name=config.name,
@@ -276,20 +277,24 @@ def _middleware(entries: Sequence[MiddlewareEntry], where: str) -> list[Middlewa
             )
         module_name, _, class_name = MIDDLEWARE[name].partition(":")
         factory = getattr(importlib.import_module(module_name), class_name)
-        parameters = inspect.signature(factory).parameters.values()
-        named = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        allowed = [p.name for p in parameters if p.kind in named]
-        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
-        textual = {p.name for p in parameters if "str" in str(p.annotation)}
+        settable = file_options(factory)
+        textual = {p.name for p in settable.values() if "str" in str(p.annotation)}
         options = {
             k: scalar(v) if isinstance(v, str) and k not in textual else v
             for k, v in options.items()
         }
         for option, value in options.items():
-            if option not in allowed and not takes_any:
+            if option not in settable:
+                in_code = option in inspect.signature(factory).parameters
+                close = difflib.get_close_matches(option, settable, n=1)
+                if in_code:
+                    what = f"is set in code only ({class_name}({option}=...)); a file can set"
+                elif close:
+                    what = f"is not an option of {name}; did you mean {close[0]!r}? A file can set"
+                else:
+                    what = f"is not an option of {name}; a file can set"
                 raise ConfigError(
-                    subpath(subpath(place, name), option),
-                    f"is not an option of {name}; its options are {', '.join(allowed)}",
+                    subpath(subpath(place, name), option), f"{what} {', '.join(settable)}"
                 )
             if option in _ERROR_RULE_OPTIONS:
                 where_rules = subpath(subpath(place, name), option)
@@ -297,8 +302,33 @@ def _middleware(entries: Sequence[MiddlewareEntry], where: str) -> list[Middlewa
         try:
             layers.append(factory(**options))
         except (TypeError, ValueError) as exc:
-            raise ConfigError(subpath(place, name), str(exc)) from None
+            raise ConfigError(_at_argument(subpath(place, name), options, exc), str(exc)) from None
     return layers
+
+
+def file_options(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:
+    """The options of a middleware that a config file can set, by name: the keyword
+    parameters whose values are text, numbers or flags, and the error-rule lists a file names
+    by type. The one list both the checks and the error messages use; an option that takes an
+    object (a store, a logger) is set in code, unless a converter for it is added here.
+    """
+    named = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return {
+        p.name: p
+        for p in inspect.signature(factory).parameters.values()
+        if p.kind in named
+        and (
+            p.name in _ERROR_RULE_OPTIONS
+            or set(str(p.annotation).replace(" ", "").split("|")) <= _FILE_VALUE_TYPES
+        )
+    }
+
+
+def _at_argument(where: str, options: Mapping[str, Any], exc: Exception) -> str:
+    """The setting a constructor's error is about: its checks start with the argument they
+    reject (``ttl_s must be ...``, ``base_url must be an http(s) URL``)."""
+    argument = str(exc).split(" ", 1)[0]
+    return subpath(where, argument) if argument in options else where
 
 
 def _strategy(config: StrategyConfig, targets: set[str]) -> Strategy:
@@ -312,12 +342,16 @@ def _strategy(config: StrategyConfig, targets: set[str]) -> Strategy:
         where = "strategy.hedge"
         options = config.hedge.model_dump(exclude={"fallback_on"}, exclude_none=True)
         if config.hedge.fallback_on is not None:
-            options["fallback_on"] = _error_rules(config.hedge.fallback_on, f"{where}.fallback_on")
+            options["fallback_on"] = _error_rules(
+                config.hedge.fallback_on, f"{where}.fallback_on", _DEFAULT_RULE
+            )
         return _built(where, Hedge, options)
     fallback = config.fallback or FallbackConfig()
     if fallback.fallback_on is None:
         return Fallback(continue_streams=fallback.continue_streams)
-    rules = _error_rules(fallback.fallback_on, "strategy.fallback.fallback_on", answer_checks=True)
+    rules = _error_rules(
+        fallback.fallback_on, "strategy.fallback.fallback_on", {**_DEFAULT_RULE, **_ANSWER_CHECKS}
+    )
     return Fallback(fallback_on=rules, continue_streams=fallback.continue_streams)
 
 
@@ -330,7 +364,9 @@ def _load_balance(config: LoadBalanceConfig, where: str, targets: set[str]) -> L
             )
     options = config.model_dump(exclude={"fallback_on"}, exclude_none=True)
     if config.fallback_on is not None:
-        options["fallback_on"] = _error_rules(config.fallback_on, f"{where}.fallback_on")
+        options["fallback_on"] = _error_rules(
+            config.fallback_on, f"{where}.fallback_on", _DEFAULT_RULE
+        )
     return _built(where, LoadBalance, options)
 
 
@@ -340,29 +376,38 @@ def _built(where: str, factory: Callable[..., StrategyT], options: dict[str, Any
     try:
         return factory(**options)
     except ValueError as exc:
-        message = str(exc)
-        option = next((o for o in options if message.startswith(o)), None)
-        raise ConfigError(subpath(where, option) if option else where, message) from None
+        raise ConfigError(_at_argument(where, options, exc), str(exc)) from None
 
 
 def _error_rules(
-    names: Any, where: str, *, answer_checks: bool = False
-) -> list[type[errors.RelayError] | AnswerCheck]:
-    """Error types (and, for fallback_on, answer checks) named in a config file."""
+    names: Any, where: str, named: Mapping[str, ErrorRule | AnswerCheck] | None = None
+) -> list[ErrorRule | AnswerCheck]:
+    """Error types named in a file, and the other rules ``named`` there allows (``default``,
+    answer checks)."""
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ConfigError(where, "must be a list of error type names, e.g. [RateLimitError]")
-    rules: list[type[errors.RelayError] | AnswerCheck] = []
+    named = named or {}
+    error_types = {
+        name: kind
+        for name, kind in vars(errors).items()
+        if isinstance(kind, type) and issubclass(kind, errors.RelayError)
+    }
+    rules: list[ErrorRule | AnswerCheck] = []
     for i, name in enumerate(names):
-        error_type = getattr(errors, name, None)
-        if answer_checks and name in _ANSWER_CHECKS:
-            rules.append(_ANSWER_CHECKS[name])
-        elif isinstance(error_type, type) and issubclass(error_type, errors.RelayError):
-            rules.append(error_type)
-        else:
-            checks = f" nor an answer check ({', '.join(_ANSWER_CHECKS)})" if answer_checks else ""
-            raise ConfigError(
-                f"{where}[{i}]",
-                f"{name!r} is neither a relaykit error type (RateLimitError, ProviderError, "
-                f"...){checks}",
+        rule = named.get(name) or error_types.get(name)
+        if rule is None:
+            close = difflib.get_close_matches(name, [*error_types, *named], n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            kinds = "a relaykit error type (RateLimitError, ProviderError, ...)"
+            others = ["'default' (the default rule)"] if "default" in named else []
+            checks = [n for n in named if n in _ANSWER_CHECKS]
+            if checks:
+                others.append(f"an answer check ({', '.join(checks)})")
+            what = (
+                f"neither {kinds}, " + ", ".join(f"nor {o}" for o in others)
+                if others
+                else (f"not {kinds}")
             )
+            raise ConfigError(f"{where}[{i}]", f"{name!r} is {what}{hint}")
+        rules.append(rule)
     return rules

@@ -24,6 +24,7 @@ __all__ = [
     "ContextWindowError",
     "InvalidRequestError",
     "LocalRateLimitError",
+    "ModelNotFoundError",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeout",
@@ -118,6 +119,16 @@ class RequestValidationError(InvalidRequestError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class ModelNotFoundError(InvalidRequestError):
+    """404 (or ``model_not_found``): this target has no such model, deployment or endpoint.
+
+    Another target may well have it, so the fallback moves on by default; retrying the same
+    target never helps.
+    """
+
+    default_status = 404
 
 
 class ContextWindowError(InvalidRequestError):

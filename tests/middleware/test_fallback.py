@@ -11,18 +11,22 @@ from relaykit import (
     AllTargetsFailedError,
     AuthenticationError,
     Cache,
+    ContentFilterError,
     ContextWindowError,
     Fallback,
     FunctionBackend,
     InvalidRequestError,
+    ModelNotFoundError,
     OpenAICompatible,
     ProviderError,
     QuotaExceededError,
     RateLimitError,
     Relay,
     RelayError,
+    Retry,
     StreamInterruptedError,
     Target,
+    default_fallback_on,
 )
 from relaykit.events import Event, FallingBack
 from relaykit.middleware.fallback import answer_check, empty_answer, invalid_json
@@ -335,3 +339,60 @@ async def test_a_continuation_that_breaks_too_names_the_target_that_broke() -> N
         await stream.completion()
     assert caught.value.target == "B"
     assert caught.value.partial.content == "one two "
+
+
+# --- a model one provider does not have -----------------------------------------------------------
+
+MODEL_NOT_FOUND = Reply.error(
+    404,
+    "The model `gpt-9` does not exist or you do not have access to it.",
+    type="invalid_request_error",
+    code="model_not_found",
+)
+
+
+async def test_a_model_missing_on_one_provider_moves_on_to_the_next_by_default() -> None:
+    async with FakeProvider() as first, FakeProvider() as second:
+        first.default = MODEL_NOT_FOUND
+        relay = Relay(
+            targets=[target(first, "primary"), target(second, "backup")],
+            middleware=[Retry(attempts=3)],
+        )
+        answer = await relay.acomplete(messages=HI)
+        await relay.aclose()
+
+    assert answer.relay is not None and answer.relay.target == "backup"
+    assert first.request_count == 1  # not retried: that target has no such model
+    assert second.request_count == 1
+
+
+async def test_a_missing_model_on_the_only_target_is_a_typed_error_that_says_what_to_check() -> (
+    None
+):
+    async with FakeProvider() as provider:
+        provider.default = MODEL_NOT_FOUND
+        relay = Relay(targets=[target(provider, "only")], middleware=[Retry(attempts=3)])
+        with pytest.raises(ModelNotFoundError) as caught:
+            await relay.acomplete(messages=HI)
+        await relay.aclose()
+
+    assert isinstance(caught.value, InvalidRequestError)
+    assert "check the target's model and base_url" in str(caught.value)
+    assert provider.request_count == 1
+
+
+async def test_the_default_fallback_rule_can_be_added_to_without_restating_it() -> None:
+    async with FakeProvider() as provider:
+        provider.script(Reply.content_filter(), Reply.overloaded(), Reply.ok("third"))
+        relay = Relay(
+            targets=[target(provider, "a"), target(provider, "b"), target(provider, "c")],
+            strategy=Fallback(fallback_on=[default_fallback_on, ContentFilterError]),
+        )
+        answer = await relay.acomplete(messages=HI)
+        provider.script(Reply.invalid_request("bad field"))
+        with pytest.raises(InvalidRequestError):
+            await relay.acomplete(messages=HI)
+        await relay.aclose()
+
+    assert answer.content == "third"
+    assert provider.request_count == 4  # the invalid request failed fast at the first target

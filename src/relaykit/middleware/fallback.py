@@ -3,8 +3,10 @@
 Which failures move on is a policy by error type: invalid requests fail fast; everything else
 moves on, including auth and quota errors (which also mark that target as skipped for the rest of
 the call, so an outer Retry does not ask it again), context-window errors (to the next target
-with a larger ``context_window`` when windows are configured), open circuits and local rate
-limits. There is no backoff between targets: when another target can answer, waiting helps nobody.
+with a larger ``context_window`` when windows are configured), a missing model (404
+``model_not_found``: another target may have it), open circuits and local rate limits (the
+rule is ``relaykit._rules.default_fallback_on``). There is no backoff between targets: when
+another target can answer, waiting helps nobody.
 
 Answers can move on too: ``fallback_on=[answer_check(empty_answer)]`` treats an empty answer
 like a failure. Answer checks apply to non-streamed calls (a stream is committed at its first
@@ -99,9 +101,11 @@ class Fallback:
     """The default strategy: the first target that answers wins.
 
     ``fallback_on`` takes error types, predicates on errors, and answer checks. Error rules,
-    when given, replace the default rule; answer checks add to it.
+    when given, replace the default rule (list ``default_fallback_on`` among them to add to it
+    instead); answer checks add to it.
 
     >>> Fallback(fallback_on=[RateLimitError, ProviderError, empty_answer])
+    >>> Fallback(fallback_on=[default_fallback_on, ContentFilterError])
     """
 
     def __init__(

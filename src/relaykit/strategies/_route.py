@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from relaykit._rules import ErrorRule, matches
+from relaykit._rules import ErrorRule, default_fallback_on, matches
 from relaykit.capabilities import AdmitsCalls
 from relaykit.errors import (
     AllTargetsFailedError,
     Attempt,
     ContextWindowError,
-    InvalidRequestError,
     RelayError,
     RouteStep,
 )
@@ -38,12 +37,10 @@ __all__ = [
 def moves_on(error: RelayError, rules: Sequence[ErrorRule] | None) -> bool:
     """Whether ``error`` from one target should send the call to another one.
 
-    ``rules`` (a strategy's ``fallback_on``) decide when given. The default: every error moves
-    on except an invalid request, which any target would refuse the same way; a context-window
-    error does move on, since a target with a larger window may fit.
+    ``rules`` (a strategy's ``fallback_on``) decide when given; else ``default_fallback_on``.
     """
     if rules is None:
-        return isinstance(error, ContextWindowError) or not isinstance(error, InvalidRequestError)
+        return default_fallback_on(error)
     return matches(error, rules)
 
 
