@@ -326,9 +326,13 @@ def file_options(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:
 
 def _at_argument(where: str, options: Mapping[str, Any], exc: Exception) -> str:
     """The setting a constructor's error is about: its checks start with the argument they
-    reject (``ttl_s must be ...``, ``base_url must be an http(s) URL``)."""
-    argument = str(exc).split(" ", 1)[0]
-    return subpath(where, argument) if argument in options else where
+    reject (``ttl_s must be ...``, ``weights['a'] must be ...``)."""
+    message = str(exc)
+    for option in options:
+        rest = message[len(option) : len(option) + 1]
+        if message.startswith(option) and not (rest.isalnum() or rest == "_"):
+            return subpath(where, option)
+    return where
 
 
 def _strategy(config: StrategyConfig, targets: set[str]) -> Strategy:
