@@ -245,6 +245,36 @@ async def test_a_failure_before_the_answer_fails_over_at_once(
     assert outcome.elapsed_s < 1
 
 
+PLAIN_BROKEN_BODIES = [
+    Scenario("connection cut before the body", Reply.ok(ANSWER).drop_after(CUT)),
+    Scenario("body cut off mid-JSON", Reply.truncated_json()),
+    Scenario("body that is not JSON", Reply.malformed_sse()),
+]
+
+
+@pytest.mark.parametrize("scenario", PLAIN_BROKEN_BODIES, ids=lambda s: s.name)
+async def test_a_plain_answer_broken_on_the_wire_fails_over_at_once(
+    run: Callable[..., Awaitable[Outcome]], scenario: Scenario
+) -> None:
+    outcome = await run(scenario, stream=False)
+    assert_whole_answer(outcome)
+    assert outcome.target == "fallback"
+    assert len(outcome.primary_requests) == 1
+    assert outcome.elapsed_s < 1
+
+
+async def test_a_plain_answer_whose_body_never_comes_costs_one_attempt_timeout(
+    run: Callable[..., Awaitable[Outcome]],
+) -> None:
+    outcome = await run(
+        Scenario("headers, then silence", Reply.ok(ANSWER).stall_after(0)), stream=False
+    )
+    assert_whole_answer(outcome)
+    assert outcome.target == "fallback"
+    assert len(outcome.primary_requests) == 1
+    assert outcome.elapsed_s == pytest.approx(30, abs=0.5)
+
+
 @pytest.mark.parametrize("stream", [True, False], ids=["streamed", "plain"])
 async def test_a_black_hole_costs_one_attempt_timeout(
     run: Callable[..., Awaitable[Outcome]], stream: bool
@@ -314,6 +344,10 @@ MID_STREAM = [
         "stall mid-stream, restarting fallback", Reply.ok(ANSWER).stall_after(CUT), restarting
     ),
     Scenario("stream ends without finish_reason or [DONE]", Reply.ok(ANSWER).end_after(CUT)),
+    Scenario("error event mid-stream", Reply.ok(ANSWER).fail_after(CUT, 503, "overloaded")),
+    Scenario(
+        "error event mid-stream, restarting fallback", Reply.ok(ANSWER).fail_after(CUT), restarting
+    ),
 ]
 
 
@@ -383,8 +417,11 @@ async def test_a_restart_that_departs_from_the_partial_fails_typed_with_the_part
 # --- a flapping primary that recovers --------------------------------------------------------
 
 
-async def test_a_primary_that_recovers_gets_its_traffic_back_within_ten_seconds() -> None:
-    """503 for 60 s, then healthy; one streamed call every 4 s for 100 s."""
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "plain"])
+async def test_a_primary_that_recovers_gets_its_traffic_back_within_ten_seconds(
+    stream: bool,
+) -> None:
+    """503 for 60 s, then healthy; one call every 4 s for 100 s."""
     clock = FakeClock(auto_advance=False)
     async with FakeProvider(clock=clock) as primary, FakeProvider(clock=clock) as fallback:
         recovered_at = clock.now() + 60
@@ -396,7 +433,7 @@ async def test_a_primary_that_recovers_gets_its_traffic_back_within_ten_seconds(
         served: list[tuple[float, str | None]] = []
         async with harness.relay() as relay:
             for _ in range(25):
-                outcome = await harness.call(relay, stream=True)
+                outcome = await harness.call(relay, stream=stream)
                 assert_whole_answer(outcome)
                 served.append((clock.now() - recovered_at, outcome.target))
                 clock.advance(4)

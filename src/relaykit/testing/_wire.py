@@ -223,6 +223,8 @@ def stream_events(reply: Reply, envelope: Envelope, include_usage: bool) -> list
     payloads = _stream_payloads(reply, envelope, include_usage)
     if reply.kind == "malformed_sse":
         payloads.insert(0, "not json")
+    if reply.error_at is not None:
+        payloads = [*payloads[: reply.error_at], json.dumps(reply.error_event)]
     if reply.malformed_at is not None:
         payloads.insert(reply.malformed_at, '{"id": "chatcmpl-fake", "choices": [{"delta": {')
     events = [_event(data, reply.sse_style, number) for number, data in enumerate(payloads, 1)]

@@ -88,6 +88,8 @@ class Reply:
     echo_style: EchoStyle = "json"
     end_at: int | None = None
     malformed_at: int | None = None
+    error_at: int | None = None
+    error_event: JSONObject = field(default_factory=dict)
     pause_at: int | None = None
     pause_s: float = 0.0
 
@@ -312,6 +314,14 @@ class Reply:
     def malformed_after(self, n_chunks: int) -> Self:
         """Send ``n_chunks`` SSE events, then one whose data is not JSON, then the rest."""
         return replace(self, malformed_at=n_chunks)
+
+    def fail_after(
+        self, n_chunks: int, status: int = 500, message: str = "The server had an error."
+    ) -> Self:
+        """Send ``n_chunks`` SSE events, then an error event (``data: {"error": {...}}``, as
+        vLLM, OpenRouter and others report a failure mid-stream), and end the stream."""
+        error = {"message": message, "type": "server_error", "code": status}
+        return replace(self, error_at=n_chunks, error_event={"error": error})
 
     def pause_after(self, n_chunks: int, seconds: float) -> Self:
         """Send ``n_chunks`` SSE events, go silent for ``seconds``, then send the rest.
