@@ -181,9 +181,9 @@ class BadResponseError(RelayError):
 
 
 class StreamInterruptedError(RelayError):
-    """A stream broke after its first chunk; ``partial`` holds what had arrived.
+    """A stream broke after its commit point; ``partial`` holds what had arrived.
 
-    Past the first chunk the caller already has output, so relaykit does not retry on its own:
+    Past the commit point the caller already has output, so relaykit does not retry on its own:
     the caller decides, or ``Fallback(continue_streams=True)`` continues on the next target.
     """
 

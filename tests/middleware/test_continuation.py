@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from structlog.testing import capture_logs
 
 from relaykit import (
     Fallback,
+    Logging,
     OpenAICompatible,
     Relay,
     StreamInterruptedError,
@@ -240,3 +242,23 @@ async def test_an_unbroken_stream_is_not_marked_continued(pair) -> None:
         answer = await relay.astream(messages=HI).completion()
     assert answer.relay is not None and not answer.relay.continued
     assert answer.model == "a-model"
+
+
+@pytest.mark.parametrize("content", [False, True], ids=["plain line", "content=True"])
+async def test_the_completion_log_line_of_a_continued_stream_names_who_wrote_it(
+    pair, content: bool
+) -> None:
+    a, b = pair
+    a.script(Reply.ok(ANSWER).drop_after(4))
+    b.default = continuing(ANSWER)
+    relay = Relay(
+        targets=[target(a, "a"), target(b, "b")],
+        middleware=[Logging(content=content)],
+        strategy=Fallback(continue_streams=True),
+    )
+    with capture_logs() as captured:
+        async with relay:
+            answer = await relay.astream(messages=HI).completion()
+    [line] = [entry for entry in captured if entry["event"] == "relaykit.completed"]
+    assert (line["target"], line["model"], line["continued_from"]) == ("b", "b-model", ["a"])
+    assert answer.relay is not None and answer.relay.target == line["target"]
