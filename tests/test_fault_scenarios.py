@@ -8,7 +8,9 @@ before the answer starts), through exactly the setup the README recommends:
     Timeout(total_s=90, attempt_s=30, first_token_s=10, idle_s=10), Retry(attempts=3),
     Fallback(continue_streams=True)
 
-Every scenario must pass: the caller gets the whole answer exactly once (never doubled, never
+Each scenario also runs with the documented alternative placement of Retry (one in each
+target instead of one around the chain), which differs only in how long a retryable failure
+before the answer is retried on the primary first. Every scenario must pass: the caller gets the whole answer exactly once (never doubled, never
 truncated and presented as success), or, where no clean answer exists, a typed error carrying
 the partial. Time is a FakeClock driving real loopback HTTP servers, so a 10 s stall takes no
 real time.
@@ -105,30 +107,48 @@ class Scenario:
     fallback_prefill: bool = False
 
 
-class Harness:
-    """The README's production setup over two FakeProviders on one FakeClock."""
+AROUND, INSIDE = "retry around the chain", "retry in each target"
 
-    def __init__(self, primary: FakeProvider | None, fallback: FakeProvider, clock: FakeClock):
+
+class Harness:
+    """The README's production setup over two FakeProviders on one FakeClock.
+
+    ``placement`` AROUND is the README's setup exactly; INSIDE is its documented alternative,
+    one ``Retry`` in each target's middleware (outside the primary's breaker, so an open
+    circuit ends the retries) instead of one around the chain.
+    """
+
+    def __init__(
+        self,
+        primary: FakeProvider | None,
+        fallback: FakeProvider,
+        clock: FakeClock,
+        placement: str = AROUND,
+    ):
         self.primary, self.fallback, self.clock = primary, fallback, clock
+        self.placement = placement
 
     def relay(self, *, fallback_prefill: bool = False) -> Relay:
         url = (
             self.primary.url if self.primary is not None else f"http://127.0.0.1:{_free_port()}/v1"
         )
+        inside = self.placement == INSIDE
+        timeout = Timeout(total_s=90, attempt_s=30, first_token_s=10, idle_s=10)
         return Relay(
             targets=[
                 Target(
                     OpenAICompatible(url, api_key="sk-test", model="primary-model"),
                     name="primary",
-                    middleware=[CircuitBreaker()],
+                    middleware=[Retry(), CircuitBreaker()] if inside else [CircuitBreaker()],
                 ),
                 Target(
                     OpenAICompatible(self.fallback.url, api_key="sk-test", model="fallback-model"),
                     name="fallback",
+                    middleware=[Retry()] if inside else [],
                     prefill=fallback_prefill,
                 ),
             ],
-            middleware=[Timeout(total_s=90, attempt_s=30, first_token_s=10, idle_s=10), Retry()],
+            middleware=[timeout] if inside else [timeout, Retry(attempts=3)],
             strategy=Fallback(continue_streams=True),
             clock=self.clock,
         )
@@ -180,8 +200,14 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@pytest.fixture(params=[AROUND, INSIDE])
+def placement(request: pytest.FixtureRequest) -> str:
+    """Where Retry goes: every scenario runs with both placements the docs describe."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def run() -> AsyncIterator[Callable[..., Awaitable[Outcome]]]:
+async def run(placement: str) -> AsyncIterator[Callable[..., Awaitable[Outcome]]]:
     """``await run(scenario, stream=True)``: one call of ``scenario`` on fresh servers."""
     clock = FakeClock(auto_advance=False)
     relays: list[Relay] = []
@@ -193,7 +219,9 @@ async def run() -> AsyncIterator[Callable[..., Awaitable[Outcome]]]:
             fallback.default = scenario.fallback
             if scenario.primary is not None:
                 primary.default = scenario.primary
-            harness = Harness(primary if scenario.primary is not None else None, fallback, clock)
+            harness = Harness(
+                primary if scenario.primary is not None else None, fallback, clock, placement
+            )
             relay = harness.relay(fallback_prefill=scenario.fallback_prefill)
             relays.append(relay)
             return await harness.call(relay, stream=stream)
@@ -232,17 +260,25 @@ BEFORE_THE_ANSWER = [
 
 @pytest.mark.parametrize("stream", [True, False], ids=["streamed", "plain"])
 @pytest.mark.parametrize("scenario", BEFORE_THE_ANSWER, ids=lambda s: s.name)
-async def test_a_failure_before_the_answer_fails_over_at_once(
-    run: Callable[..., Awaitable[Outcome]], scenario: Scenario, stream: bool
+async def test_a_failure_before_the_answer_fails_over(
+    run: Callable[..., Awaitable[Outcome]], scenario: Scenario, stream: bool, placement: str
 ) -> None:
     outcome = await run(scenario, stream=stream)
     assert_whole_answer(outcome)
     assert outcome.target == "fallback" and not outcome.continued_from
-    # One request to the primary, none repeated, and no wait (a Retry-After moves on at once).
-    assert len(outcome.primary_requests) == (0 if scenario.primary is None else 1)
     assert len(outcome.fallback_requests) == 1
     assert not is_continuation(outcome.fallback_requests[0])
-    assert outcome.elapsed_s < 1
+    if placement == AROUND:
+        # At once: one request to the primary, and no wait (a Retry-After moves on at once).
+        assert len(outcome.primary_requests) == (0 if scenario.primary is None else 1)
+        assert outcome.elapsed_s < 1
+    elif "Retry-After" in scenario.name:
+        # In the target, the provider's Retry-After is honoured there first: 5 s, twice.
+        assert len(outcome.primary_requests) == 3
+        assert outcome.elapsed_s == pytest.approx(10, abs=0.5)
+    else:  # retried on the primary first when the error is retryable, never past attempts
+        assert len(outcome.primary_requests) <= 3
+        assert outcome.elapsed_s < 5
 
 
 PLAIN_BROKEN_BODIES = [
@@ -253,14 +289,15 @@ PLAIN_BROKEN_BODIES = [
 
 
 @pytest.mark.parametrize("scenario", PLAIN_BROKEN_BODIES, ids=lambda s: s.name)
-async def test_a_plain_answer_broken_on_the_wire_fails_over_at_once(
-    run: Callable[..., Awaitable[Outcome]], scenario: Scenario
+async def test_a_plain_answer_broken_on_the_wire_fails_over(
+    run: Callable[..., Awaitable[Outcome]], scenario: Scenario, placement: str
 ) -> None:
     outcome = await run(scenario, stream=False)
     assert_whole_answer(outcome)
     assert outcome.target == "fallback"
-    assert len(outcome.primary_requests) == 1
-    assert outcome.elapsed_s < 1
+    # Around the chain: at once. In the target: retried there first (with backoff), then on.
+    assert len(outcome.primary_requests) == (1 if placement == AROUND else 3)
+    assert outcome.elapsed_s < (1 if placement == AROUND else 5)
 
 
 async def test_a_plain_answer_whose_body_never_comes_costs_one_attempt_timeout(
@@ -419,7 +456,7 @@ async def test_a_restart_that_departs_from_the_partial_fails_typed_with_the_part
 
 @pytest.mark.parametrize("stream", [True, False], ids=["streamed", "plain"])
 async def test_a_primary_that_recovers_gets_its_traffic_back_within_ten_seconds(
-    stream: bool,
+    stream: bool, placement: str
 ) -> None:
     """503 for 60 s, then healthy; one call every 4 s for 100 s."""
     clock = FakeClock(auto_advance=False)
@@ -429,7 +466,7 @@ async def test_a_primary_that_recovers_gets_its_traffic_back_within_ten_seconds(
             Reply.overloaded() if clock.now() < recovered_at else Reply.ok(ANSWER)
         )
         fallback.default = healthy()
-        harness = Harness(primary, fallback, clock)
+        harness = Harness(primary, fallback, clock, placement)
         served: list[tuple[float, str | None]] = []
         async with harness.relay() as relay:
             for _ in range(25):
