@@ -295,3 +295,53 @@ async def test_an_answers_message_can_be_passed_back_as_it_is() -> None:
 def test_retry_attempts_given_as_text_in_code_is_refused() -> None:
     with pytest.raises(ValueError, match="attempts must be a whole number"):
         Retry(attempts="3")  # type: ignore[arg-type]
+
+
+async def test_a_typo_in_a_message_of_a_tuple_is_refused_too() -> None:
+    relay = Relay(targets=[FunctionBackend(lambda request: "hi", name="f")])
+
+    with pytest.raises(RequestValidationError) as caught:
+        await relay.acomplete(messages=({"role": "user", "content": "hi", "nme": "bob"},))
+
+    assert caught.value.field == "messages[0].nme"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({"messages": HI, "tools": [{"name": "f"}]}, "tools[0].function"),
+        ({"messages": [{"content": "hi"}]}, "messages[0].role"),
+        ({"messages": [{"role": "function", "content": "x"}]}, "messages[0].name"),
+    ],
+)
+async def test_a_missing_field_is_named_even_where_its_name_is_also_a_tag(
+    arguments: dict[str, Any], field: str
+) -> None:
+    relay = Relay(targets=[FunctionBackend(lambda request: "hi", name="f")])
+
+    with pytest.raises(RequestValidationError) as caught:
+        await relay.acomplete(**arguments)
+
+    assert caught.value.field == field
+    assert f"{field}: field required" in str(caught.value)
+
+
+async def test_openais_other_arguments_are_accepted_and_sent() -> None:
+    extra = {
+        "store": True,
+        "metadata": {"team": "search"},
+        "service_tier": "flex",
+        "verbosity": "low",
+        "prompt_cache_key": "k1",
+        "safety_identifier": "u-1",
+        "modalities": ["text"],
+        "prediction": {"type": "content", "content": "x"},
+    }
+    async with FakeProvider() as provider:
+        relay = Relay(targets=[OpenAICompatible(provider.url, model="m")])
+        await relay.acomplete(messages=HI, **extra)
+        await relay.aclose()
+
+    body = provider.requests[0].body
+    assert body is not None
+    assert {k: body[k] for k in extra} == extra

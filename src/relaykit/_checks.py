@@ -14,9 +14,17 @@ ValueError: attempts must be a whole number of at least 1, got 0
 from __future__ import annotations
 
 import math
-from typing import TypeGuard
+from collections.abc import Sequence
+from typing import Any, TypeGuard
 
-__all__ = ["fraction", "is_number", "positive_number", "positive_seconds", "whole_number"]
+__all__ = [
+    "fraction",
+    "is_number",
+    "layer_list",
+    "positive_number",
+    "positive_seconds",
+    "whole_number",
+]
 
 
 def is_number(value: object) -> TypeGuard[float]:
@@ -90,3 +98,27 @@ def _as_float(value: float) -> float:
         return float(value)
     except OverflowError:  # an int too large for a float is, for every check here, infinite
         return math.inf if value > 0 else -math.inf
+
+
+def layer_list(name: str, value: object, *, what: str = "middleware") -> tuple[Any, ...]:
+    """``value`` as a tuple of callables: a list of middleware instances (or listeners).
+
+    The mistakes a newcomer makes are named: one middleware instead of a list of them, the
+    class instead of an instance (``Retry`` for ``Retry()``), a config-file name in code.
+    """
+    if callable(value) or isinstance(value, str) or not isinstance(value, Sequence):
+        raise ValueError(f"{name} must be a list of {what}, e.g. {name}=[...]; got {value!r}")
+    for i, layer in enumerate(value):
+        if isinstance(layer, type):
+            raise ValueError(
+                f"{name}[{i}] is the class {layer.__name__}; pass an instance: "
+                f"{layer.__name__}(...)"
+            )
+        if isinstance(layer, str):
+            raise ValueError(
+                f"{name}[{i}] is the name {layer!r}; names are for config files, in code pass "
+                f"the {what} itself (e.g. Retry(attempts=3))"
+            )
+        if not callable(layer):
+            raise ValueError(f"{name}[{i}] is not callable: {layer!r}")
+    return tuple(value)

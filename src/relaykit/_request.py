@@ -21,7 +21,7 @@ and what is allowed; nothing reaches a middleware or a provider. The rules:
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
@@ -138,7 +138,7 @@ def validate_request(
             field="extra_body",
         )
     messages = request.get("messages")
-    if isinstance(messages, list):
+    if isinstance(messages, list | tuple):
         checked = _checked_messages(messages)
         if checked is not messages:
             request = {**request, "messages": checked}
@@ -226,7 +226,7 @@ def _unknown_argument(request: Mapping[str, Any]) -> RequestValidationError:
     )
 
 
-def _checked_messages(messages: list[Any]) -> list[Any]:
+def _checked_messages(messages: Sequence[Any]) -> Sequence[Any]:
     """``messages``, or a copy where an answer's message (a pydantic model that is not one of
     relaykit's message models) became a dict; a dict with an unknown field is refused."""
     copied: list[Any] | None = None
@@ -248,7 +248,7 @@ def _unknown_message_field(index: int, message: Mapping[Any, Any]) -> RequestVal
     close = difflib.get_close_matches(name, _MESSAGE_FIELDS, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     return RequestValidationError(
-        f"{_NOT_SENT}: {field} is not a field of a message; {hint}a message has "
+        f"{_NOT_SENT}: {field} is not a field of a message; {hint}A message has "
         f"{', '.join(sorted(_MESSAGE_FIELDS))}. For a provider-specific field, build the "
         f"message with relaykit.types, e.g. UserMessage(role='user', content=..., {name}=...)",
         field=field,

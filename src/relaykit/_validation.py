@@ -48,21 +48,32 @@ def error_path(error: ErrorDetails, root: str, data: Mapping[str, Any] | None = 
     the paths they have always had.
     """
     loc: list[int | str] = list(error["loc"])
+    # A field that is not in the data: a required one left out (the last part of its location,
+    # whatever it is called, "function" included), or a missing discriminator. It is named
+    # after the walk, which keeps only what the data spells.
+    absent: int | str | None = None
+    discriminator = str(error.get("ctx", {}).get("discriminator", "")).strip("'")
     if error["type"] == "union_tag_invalid":  # the discriminator itself is the bad field
-        loc.append(str(error.get("ctx", {}).get("discriminator", "")).strip("'"))
+        loc.append(discriminator)
+    elif error["type"] == "union_tag_not_found":
+        absent = discriminator
+    elif error["type"] == "missing" and loc:
+        absent = loc.pop()
     path = ""
     if data is None:
         for part in loc:
             if isinstance(part, int) or (part not in _TAGS and part.isidentifier()):
                 path = subpath(path, part)
-        return path or root
-    node: Any = data
-    for part in loc:
-        key = isinstance(node, Mapping) and part in node
-        index = isinstance(part, int) and isinstance(node, list | tuple) and part < len(node)
-        if key or index:  # else a union member or a tag, which no key of the data spells
-            node = node[part]
-            path = subpath(path, part)
+    else:
+        node: Any = data
+        for part in loc:
+            key = isinstance(node, Mapping) and part in node
+            index = isinstance(part, int) and isinstance(node, list | tuple) and part < len(node)
+            if key or index:  # else a union member or a tag, which no key of the data spells
+                node = node[part]
+                path = subpath(path, part)
+    if absent is not None and absent != "":
+        path = subpath(path, absent)
     return path or root
 
 
@@ -84,7 +95,8 @@ def best_error(errors: Sequence[ErrorDetails]) -> ErrorDetails:
 def problem(error: ErrorDetails, given: str | None = None) -> str:
     """What is wrong, in lower case, with a short and key-free view of the input (or ``given``,
     a description of it, when the input itself must not be shown)."""
-    message = error["msg"]
+    # pydantic's words for a message without a role are about its own machinery.
+    message = "field required" if error["type"] == "union_tag_not_found" else error["msg"]
     message = message[:1].lower() + message[1:]
     shown = given if given is not None else describe_input(error.get("input"), error["loc"])
     return f"{message} (got {shown})"

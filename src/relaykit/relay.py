@@ -7,6 +7,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from relaykit._checks import layer_list
 from relaykit._loop_thread import LoopThread, served_here
 from relaykit._request import check_call_options, check_validate, validate_request
 from relaykit._sync_stream import SyncChatStream
@@ -64,7 +65,18 @@ class Relay:
         self.routes = {
             alias: chain_of(f"routes[{alias!r}]", chain) for alias, chain in (routes or {}).items()
         }
-        self.middleware = tuple(middleware)
+        self.middleware = layer_list("middleware", middleware)
+        listeners = layer_list("listeners", listeners, what="listeners (functions of an event)")
+        if strategy is not None and not callable(getattr(strategy, "build", None)):
+            raise ValueError(
+                f"strategy must be a strategy object such as Fallback(), LoadBalance() or "
+                f"Hedge(), got {strategy!r}"
+            )
+        if clock is not None and not isinstance(clock, Clock):
+            raise ValueError(
+                f"clock must be a Clock (now, sleep, timeout, random), such as FakeClock() in "
+                f"tests, got {clock!r}"
+            )
         self.strategy = strategy or Fallback()
         self.clock = clock or SystemClock()
         # A target named in several routes is one target: its middleware is checked once. A

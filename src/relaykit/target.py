@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from relaykit._checks import layer_list, whole_number
 from relaykit.backends.base import Backend
 from relaykit.errors import Attempt, ProviderTimeout, RelayError, RouteStep
 from relaykit.events import AttemptFailed, AttemptStarted, AttemptSucceeded
@@ -37,6 +38,16 @@ class Target:
     middleware: Sequence[Middleware] = field(default_factory=tuple)
     context_window: int | None = None
     prefill: bool | Mapping[str, Any] = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.backend, Backend):
+            raise ValueError(_not_a_backend("Target backend", self.backend))
+        if self.name is not None and (not isinstance(self.name, str) or not self.name):
+            raise ValueError(f"Target name must be a non-empty string, got {self.name!r}")
+        object.__setattr__(self, "middleware", layer_list("middleware", self.middleware))
+        window = self.context_window
+        if window is not None:
+            whole_number("context_window", window, minimum=1, hint="tokens")
 
     @property
     def label(self) -> str:
@@ -165,6 +176,14 @@ class BoundTarget:
 def chain_of(where: str, targets: Sequence[Backend | Target | Group]) -> tuple[Target | Group, ...]:
     """``targets`` as Targets and Groups (a bare backend becomes a Target), with distinct names
     across the chain and every group's members; a ``ValueError`` names ``where`` otherwise."""
+    if isinstance(targets, str) or not isinstance(targets, Sequence):
+        raise ValueError(
+            f"{where} must be a list of backends, Targets or Groups, e.g. {where}=[backend]; "
+            f"got {targets!r}"
+        )
+    for i, entry in enumerate(targets):
+        if not isinstance(entry, Target | Group | Backend):
+            raise ValueError(_not_a_backend(f"{where}[{i}]", entry))
     chain = tuple(t if isinstance(t, Target | Group) else Target(t) for t in targets)
     names = [t.label for t in chain]
     names += [leaf.label for t in chain if isinstance(t, Group) for leaf in t.leaves()]
@@ -175,6 +194,18 @@ def chain_of(where: str, targets: Sequence[Backend | Target | Group]) -> tuple[T
             "Pass Target(backend, name=...) to tell them apart"
         )
     return chain
+
+
+def _not_a_backend(where: str, value: object) -> str:
+    hint = (
+        f"; for a URL pass OpenAICompatible({value!r}, api_key=..., model=...)"
+        if isinstance(value, str)
+        else ""
+    )
+    return (
+        f"{where} is {value!r}, not a backend (something with name, model, acomplete, astream "
+        f"and aclose, such as OpenAICompatible or FunctionBackend){hint}"
+    )
 
 
 def leaves_of(target: Target | Group) -> tuple[Target, ...]:

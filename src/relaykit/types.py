@@ -228,6 +228,20 @@ class ChatRequest(_Wire):
     response_format: ResponseFormat | None = None
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
     session_id: str | None = None
+    # OpenAI's other chat-completion arguments: typed loosely where their shape is OpenAI's to
+    # change, so a new option inside them passes through.
+    metadata: dict[str, str] | None = None
+    store: bool | None = Field(default=None, strict=True)
+    service_tier: str | None = None
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    functions: list[dict[str, Any]] | None = None  # deprecated by OpenAI for tools
+    function_call: str | dict[str, Any] | None = None  # deprecated by OpenAI for tool_choice
 
     # Slots, not pydantic private attributes: building a request is on every call's path, and
     # a private attribute costs a microsecond to set up. model_copy() leaves them unset, so an

@@ -89,6 +89,13 @@ class OpenAICompatible:
             )
         if not isinstance(api_key, str | SecretStr | None):
             raise ValueError(f"api_key must be a string, got {type(api_key).__name__}")
+        for argument, value in (("model", model), ("name", name)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"{argument} must be a non-empty string, got {value!r}")
+        if extra_body is not None and not isinstance(extra_body, Mapping):
+            raise ValueError(
+                f"extra_body must be a dict of fields to add to every request, got {extra_body!r}"
+            )
         self.timeout = positive_seconds("timeout", timeout)
         self.connect_timeout = positive_seconds("connect_timeout", connect_timeout)
         self.max_connections = whole_number("max_connections", max_connections, minimum=1)
