@@ -10,10 +10,10 @@ before the answer starts), through exactly the setup the README recommends:
 
 Each scenario also runs with the documented alternative placement of Retry (one in each
 target instead of one around the chain), which differs only in how long a retryable failure
-before the answer is retried on the primary first. Every scenario must pass: the caller gets the whole answer exactly once (never doubled, never
-truncated and presented as success), or, where no clean answer exists, a typed error carrying
-the partial. Time is a FakeClock driving real loopback HTTP servers, so a 10 s stall takes no
-real time.
+before the answer is retried on the primary first. Every scenario must pass: the caller gets
+the whole answer exactly once (never doubled, never truncated and presented as success), or,
+where no clean answer exists, a typed error carrying the partial. Time is a FakeClock driving
+real loopback HTTP servers, so a 10 s stall takes no real time.
 """
 
 from __future__ import annotations
