@@ -38,3 +38,28 @@ def test_overhead_benchmark_quick_run_writes_its_chart_and_numbers(tmp_path: Pat
     assert baseline["litellm"]["calls"] > 0
     assert baseline["ratio"] > 0 and baseline["path_ratio"] > 0
     assert baseline["relaykit"]["cpu_us_per_call"] > 0
+
+
+HEDGING = SCRIPT.parent / "hedging.py"
+
+
+def test_hedging_benchmark_quick_run_writes_both_distributions_and_its_plot(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, str(HEDGING), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "p99 without/with hedging" in done.stdout
+    assert (tmp_path / "hedging.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((tmp_path / "hedging.json").read_text())
+    assert report["meta"]["network_attempts_blocked"] == []
+    results = report["results"]
+    for side in ("fallback", "hedge"):
+        assert len(results[side]["latencies_ms"]) == results[side]["calls"] > 0
+    assert results["fallback"]["requests"] == results["fallback"]["calls"]
+    assert results["hedge"]["hedges"]["budget"] == 0.1
