@@ -345,3 +345,23 @@ async def test_openais_other_arguments_are_accepted_and_sent() -> None:
     body = provider.requests[0].body
     assert body is not None
     assert {k: body[k] for k in extra} == extra
+
+
+async def test_validate_on_a_stream_says_which_methods_take_it() -> None:
+    relay = Relay(targets=[FunctionBackend(lambda request: "hi", name="f")])
+
+    with pytest.raises(RequestValidationError) as caught:
+        relay.astream(messages=HI, validate=lambda answer: None)
+
+    assert caught.value.field == "validate"
+    assert "acomplete() and complete() take it" in str(caught.value)
+    assert "did you mean" not in str(caught.value)
+
+
+def test_a_calls_headers_never_show_in_the_context_repr() -> None:
+    from relaykit import CallContext, SystemClock
+
+    ctx = CallContext(SystemClock())
+    ctx.extra_headers = {"x-api-key": "rk-live-7f3a9c1e5b2d4f60"}
+
+    assert "rk-live-7f3a9c1e5b2d4f60" not in repr(ctx)

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from relaykit import (
     AllTargetsFailedError,
     BadResponseError,
+    FunctionBackend,
     OpenAICompatible,
     ProviderTimeout,
     QuotaExceededError,
@@ -587,3 +588,41 @@ async def test_resilient_moves_a_503_on_to_the_next_model_first_and_retries_only
 
     assert calls == ["gpt-4o", "gpt-4o-mini", "gpt-4o"]
     assert answer == "gpt-4o answered"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"retry": "3"}, "retry must be a Retry or a number of attempts, got '3'"),
+        ({"timeout": "30"}, "timeout must be a Timeout or a number of seconds, got '30'"),
+        ({"fallback_models": "gpt-4o-mini"}, "fallback_models must be a list of model names"),
+        ({"cache": 5}, "cache must be a Cache"),
+    ],
+)
+def test_resilient_refuses_options_of_the_wrong_kind_when_decorating(
+    options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError) as caught:
+
+        @resilient(**options)
+        async def ask(question: str, model: str = "a") -> str:
+            return question
+
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("tenant", 5), ("timeout", "x"), ("cache_ttl_s", "60")]
+)
+def test_prompt_refuses_call_options_of_the_wrong_kind_when_decorating(
+    option: str, value: Any
+) -> None:
+    relay = Relay(targets=[FunctionBackend(lambda request: "hi", name="f")])
+
+    with pytest.raises(RequestValidationError) as caught:
+
+        @relay.prompt(**{option: value})
+        async def greet(name: str) -> str:
+            """Say hi to {name}"""
+
+    assert caught.value.field == option

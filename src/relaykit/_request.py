@@ -214,6 +214,14 @@ def _unknown_argument(request: Mapping[str, Any]) -> RequestValidationError:
             "stream is chosen by calling astream() or stream(), not by an argument",
             field=name,
         )
+    if name in CALL_OPTIONS:  # a relaykit option this method does not take
+        return RequestValidationError(
+            f"{name}= checks a whole answer, so acomplete() and complete() take it; a stream is "
+            "committed at its first chunk, before the answer is known"
+            if name == "validate"
+            else f"{name}= is not taken by this method",
+            field=name,
+        )
     owned = _OWNED_ELSEWHERE.get(name)
     if owned is not None:
         return RequestValidationError(f"{name!r} is not a request argument: {owned}", field=name)

@@ -47,7 +47,8 @@ class CallContext:
     cache: CacheMode = "use"
     cache_ttl_s: float | None = None
     cache_max_age_s: float | None = None
-    extra_headers: Mapping[str, str] | None = None
+    # Left out of the repr: a call's headers may carry a key (relaykit._secrets).
+    extra_headers: Mapping[str, str] | None = field(default=None, repr=False)
     attempt: int = 0
     target: str | None = None
     failures: list[Attempt] = field(default_factory=list)

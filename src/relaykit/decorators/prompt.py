@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ValidationError
 
-from relaykit._request import validate_request
+from relaykit._request import check_call_options, validate_request
 from relaykit.errors import BadResponseError
 from relaykit.types import ChatCompletion
 
@@ -125,9 +125,17 @@ def _check_options(options: Mapping[str, Any], call_arguments: frozenset[str]) -
         if name in options:
             raise TypeError(f"@relay.prompt sets {name}= itself, so it cannot be an option: {why}")
     request = {name: value for name, value in options.items() if name not in call_arguments}
-    # The same check and message as at the call; the message stands in for the prompt.
+    # The same checks and messages as at the call; the message stands in for the prompt.
     request["messages"] = [{"role": "user", "content": "(the prompt)"}]
     validate_request(request, options.get("extra_body"), stream=False)
+    check_call_options(
+        options.get("tenant"),
+        options.get("cache", "use"),
+        options.get("cache_ttl_s"),
+        options.get("cache_max_age_s"),
+        options.get("extra_headers"),
+        options.get("timeout"),
+    )
 
 
 class _Answer:

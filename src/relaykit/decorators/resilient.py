@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from pydantic import PrivateAttr
 
+from relaykit._checks import is_number
 from relaykit.backends.function import FunctionBackend
 from relaykit.classify import classify_exception, describe_exception
 from relaykit.errors import InvalidRequestError, RelayError
@@ -64,6 +65,15 @@ def resilient(
     ...     answer = await client.chat.completions.create(model=model, messages=[...])
     ...     return answer.choices[0].message.content
     """
+
+    if isinstance(fallback_models, str) or not all(isinstance(m, str) for m in fallback_models):
+        raise ValueError(
+            f"fallback_models must be a list of model names, e.g. fallback_models=['gpt-4o-mini'], "
+            f"got {fallback_models!r}"
+        )
+
+    if cache is not None and (isinstance(cache, type) or not callable(cache)):
+        raise ValueError(f"cache must be a Cache (e.g. Cache(ttl_s=600)), got {cache!r}")
 
     def decorate(fn: F) -> F:
         signature = inspect.signature(fn)
@@ -202,18 +212,22 @@ def _text(value: Any) -> str:
 
 
 def _as_retry(retry: Middleware | int) -> Middleware:
-    if isinstance(retry, int):
-        from relaykit.middleware.retry import Retry
+    from relaykit.middleware.retry import Retry
 
+    if isinstance(retry, int) and not isinstance(retry, bool):
         return Retry(attempts=retry)
+    if not isinstance(retry, Retry):
+        raise ValueError(f"retry must be a Retry or a number of attempts, got {retry!r}")
     return retry
 
 
 def _as_timeout(timeout: Middleware | float | None) -> list[Middleware] | None:
+    from relaykit.middleware.timeout import Timeout
+
     if timeout is None:
         return None
-    if isinstance(timeout, int | float):
-        from relaykit.middleware.timeout import Timeout
-
-        return [Timeout(total_s=float(timeout))]
+    if is_number(timeout):
+        return [Timeout(total_s=timeout)]
+    if not isinstance(timeout, Timeout):
+        raise ValueError(f"timeout must be a Timeout or a number of seconds, got {timeout!r}")
     return [timeout]
