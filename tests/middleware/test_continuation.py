@@ -20,7 +20,7 @@ from relaykit import (
     Target,
 )
 from relaykit.events import Completed, Event
-from relaykit.middleware._continuation import CONTINUE_PROMPT, Join, Splice
+from relaykit.middleware._splice import CONTINUE_PROMPT, Join, Splice
 from relaykit.testing import FakeProvider, RecordedRequest, Reply
 
 HI = [{"role": "user", "content": "Count to six."}]

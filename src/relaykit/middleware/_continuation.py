@@ -1,171 +1,249 @@
-"""Continuing a broken stream on another target: the request that asks, and where the answers join.
+"""Continuing a broken stream on the next targets, so the caller reads one answer.
 
-``continuation_request`` asks a target to go on from the partial answer the caller holds, the
-way that target supports: as an assistant prefill (the partial is the last message, which the
-model extends) when the Target declares ``prefill``, else as an instruction turn (the partial as
-an assistant message, then a user turn asking to continue without repeating).
-
-``Splice`` decides, from the continuation's opening, how it joins the partial. Models asked to
-continue often start over instead, and a target that ignores the request always does; the caller
-must never see text twice. So the opening is held back until one of these is certain:
-
-- **restart**: it repeats the whole partial. The repeated part is dropped, the rest released.
-- **overlap**: it goes on, but first repeats the partial's last words (up to ``_OVERLAP_TOKENS``
-  tokens, or the cut word's start). Those are dropped.
-- **continue**: it goes on from where the partial stopped. Released as it is.
-- **diverged**: it restates the partial's opening (16 characters, or half of a shorter
-  partial) and then departs from it: a new answer, which cannot be joined to the old one. It
-  is discarded, and the next target is asked; with none left the stream fails with the partial.
-
-Text is compared with whitespace removed, Unicode compatibility-normalized and case-folded, so
-a restart that differs from the partial only in spacing, tokenization or case still counts.
-A paraphrased restart (same meaning, other words) is not recognised; that limit is documented.
-Pure: no clock, no network, testable on strings.
+``Fallback(continue_streams=True)`` hands a committed stream to ``continued``, which passes
+its chunks on and, when it breaks, asks the next targets in turn to continue the text the
+caller holds (``_splice.continuation_request``: by prefill where the Target declares it, else
+by the instruction turn; a 400 to the prefill is asked again the other way). Each
+continuation's opening is held back until ``_splice.Splice`` knows how it joins: repeats are
+cut out, a restart that diverges is passed over. Where no target can continue cleanly, the
+break is raised with a note saying what was tried; the caller's stream turns it into
+``StreamInterruptedError`` with exactly what the caller received.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import TypeAlias
 
-from relaykit.types import ChatRequest
-
-__all__ = ["CONTINUE_PROMPT", "Join", "Splice", "continuation_request"]
-
-CONTINUE_PROMPT = (
-    "Your previous message was cut off. Continue it exactly where it stopped, without "
-    "repeating anything and without any preamble."
+from relaykit.errors import (
+    Attempt,
+    BadResponseError,
+    ContextWindowError,
+    InvalidRequestError,
+    RelayError,
+    RouteStep,
+    StreamInterruptedError,
 )
+from relaykit.middleware._splice import Splice, continuation_request
+from relaykit.pipeline import CallContext
+from relaykit.strategies._route import skipped
+from relaykit.stream import ChatStream, commits
+from relaykit.target import BoundTarget
+from relaykit.types import ChatCompletionChunk, ChatRequest
 
-# How much of the partial's opening a continuation may restate before departing from it and
-# still count as going on (a reply that happens to start like the answer did); any more is a
-# restart that went another way. 16 characters is three or four words; of a shorter partial,
-# half (at least 4). Erring towards "diverged" is safe: it costs a continuation, never a
-# doubled answer.
-_RESTART_CHARS = 16
-# The most trailing tokens of the partial a continuation may repeat and have dropped.
-_OVERLAP_TOKENS = 40
-_TOKEN = re.compile(r"\w+|[^\w\s]")
+__all__ = ["Announcer", "Bounds", "continued"]
 
-JoinKind: TypeAlias = Literal["restart", "overlap", "continue", "diverged"]
+Announcer: TypeAlias = Callable[
+    [tuple[BoundTarget, ...], int, CallContext, RelayError, "int | None"], None
+]
+"""How the strategy tells listeners it moves on (``FallingBack``): chain, index, ctx, error."""
 
 
-def continuation_request(
-    request: ChatRequest, partial_text: str, prefill: bool | Mapping[str, Any]
-) -> ChatRequest:
-    """``request`` asking to continue ``partial_text``, by prefill or by an instruction turn.
+async def continued(
+    chain: tuple[BoundTarget, ...],
+    index: int,
+    request: ChatRequest,
+    ctx: CallContext,
+    stream: ChatStream,
+    bounds: Bounds,
+    announce: Announcer,
+) -> AsyncIterator[ChatCompletionChunk]:
+    """``stream``, continued on the next targets whenever it breaks, as one stream."""
+    stream_id = ""  # every chunk the caller gets carries the first one's id
+    said: list[str] = []  # the text the caller has been given
+    tools = False  # whether the caller has been given a tool-call delta
+    refuses_prefill: set[str] = set()
+    current: ChatStream = stream
+    try:
+        while True:
+            try:
+                async for chunk in current:
+                    stream_id = stream_id or chunk.id
+                    tools = _collect(chunk, said) or tools
+                    yield _with_id(chunk, stream_id)
+                return
+            except StreamInterruptedError as exc:
+                broken = exc
+            broke = broken.target or chain[index].name
+            ctx.failures.append(Attempt(broke, broken, 0.0))
+            ctx.record(RouteStep.of_error(broke, broken, None))
+            announce(chain, index, ctx, broken, None)
+            if tools:
+                broken.add_note(
+                    "It was not continued: it was producing tool calls, which a second "
+                    "model cannot finish for the first"
+                )
+                raise broken  # the caller's ChatStream re-wraps it with the whole partial
+            await current.aclose()
+            found = await _continuation(
+                chain, index + 1, request, ctx, "".join(said), bounds, refuses_prefill
+            )
+            if isinstance(found, str):
+                broken.add_note(found)
+                raise broken
+            current, index, opening = found
+            ctx.continued_from = (*ctx.continued_from, broke)
+            for chunk in opening:
+                tools = _collect(chunk, said) or tools
+                yield _with_id(chunk, stream_id)
+    finally:
+        # Closing early (or failing) must release the upstream stream now, not at GC.
+        await current.aclose()
 
-    ``prefill`` is the Target's declaration: False, True, or fields to add to the prefilled
-    assistant message (``{"prefix": True}`` for DeepSeek's and Mistral's prefix mode).
+
+async def _continuation(
+    chain: tuple[BoundTarget, ...],
+    start: int,
+    request: ChatRequest,
+    ctx: CallContext,
+    partial: str,
+    bounds: Bounds,
+    refuses_prefill: set[str],
+) -> tuple[ChatStream, int, list[ChatCompletionChunk]] | str:
+    """A target's continuation of ``partial`` with its opening joined on, or why none.
+
+    Each target of ``chain[start:]`` is asked in turn; one whose continuation fails, breaks
+    before its opening is joined, or diverges from the partial is passed over.
     """
-    body = request.body()
-    partial: dict[str, Any] = {"role": "assistant", "content": partial_text}
-    if prefill:
-        if isinstance(prefill, Mapping):
-            partial.update(prefill)
-        messages = [*body["messages"], partial]
-    else:
-        messages = [*body["messages"], partial, {"role": "user", "content": CONTINUE_PROMPT}]
-    return ChatRequest.model_validate({**body, "messages": messages, "stream": True})
+    splice = Splice(partial)
+    why: list[str] = []
+    for index in range(start, len(chain)):
+        target = chain[index]
+        if skipped(target, ctx, None):
+            continue
+        started = ctx.clock.now()
+        lifted = Bounds.of(ctx)
+        bounds.apply(ctx)
+        try:
+            stream = await _ask_to_continue(target, request, ctx, partial, refuses_prefill)
+        except RelayError as exc:
+            ctx.failures.append(Attempt(target.name, exc, ctx.clock.now() - started))
+            why.append(f"{target.name!r} failed: {exc.message}")
+            continue
+        finally:
+            lifted.apply(ctx)
+        try:
+            opening = await _opening(stream, splice)
+        except StreamInterruptedError as exc:
+            ctx.failures.append(Attempt(target.name, exc, ctx.clock.now() - started))
+            why.append(f"{target.name!r} broke its continuation too")
+            await stream.aclose()
+            continue
+        if opening is None:
+            await stream.aclose()
+            error = BadResponseError(
+                "restarted the answer instead of continuing it and then departed from "
+                "what the caller already has; the two cannot be joined",
+                target=target.name,
+            )
+            latency_s = ctx.clock.now() - started
+            ctx.failures.append(Attempt(target.name, error, latency_s))
+            ctx.record(RouteStep.of_error(target.name, error, latency_s))
+            why.append(f"{target.name!r} restarted the answer and departed from it")
+            continue
+        return stream, index, opening
+    if not why:
+        return "No target was left to continue it."
+    return f"No target could continue it: {'; '.join(why)}."
+
+
+async def _ask_to_continue(
+    target: BoundTarget,
+    request: ChatRequest,
+    ctx: CallContext,
+    partial: str,
+    refuses_prefill: set[str],
+) -> ChatStream:
+    """The target's continuation stream, asked the way it declares; a prefill it refuses
+    (a 400) is asked again once as an instruction turn, and not offered to it again."""
+    prefill = target.target.prefill
+    if prefill and target.name not in refuses_prefill:
+        try:
+            result = await target.handler(continuation_request(request, partial, prefill), ctx)
+        except InvalidRequestError as exc:
+            if isinstance(exc, ContextWindowError):
+                raise
+            refuses_prefill.add(target.name)
+        else:
+            assert isinstance(result, ChatStream)
+            return result
+    result = await target.handler(continuation_request(request, partial, False), ctx)
+    assert isinstance(result, ChatStream)
+    return result
+
+
+async def _opening(stream: ChatStream, splice: Splice) -> list[ChatCompletionChunk] | None:
+    """The continuation's first chunks with what repeats the partial cut out, read until the
+    splice can decide; None when the continuation diverged."""
+    held: list[ChatCompletionChunk] = []
+    text: list[str] = []
+    while True:
+        chunk = await anext(stream, None)
+        if chunk is not None:
+            held.append(chunk)
+            _collect(chunk, text)
+        ended = chunk is None or any(choice.finish_reason for choice in chunk.choices)
+        join = splice.decide("".join(text), ended=ended)
+        if join is None:
+            continue
+        if join.kind == "diverged":
+            return None
+        return _trimmed(held, join.drop)
+
+
+def _trimmed(chunks: list[ChatCompletionChunk], drop: int) -> list[ChatCompletionChunk]:
+    """``chunks`` with the first ``drop`` characters of their text removed, and without the
+    role (the caller has it from the first stream) or chunks left empty by the cut."""
+    kept: list[ChatCompletionChunk] = []
+    for chunk in chunks:
+        if not chunk.choices:
+            kept.append(chunk)  # a usage chunk
+            continue
+        choice = chunk.choices[0]
+        content = choice.delta.content or ""
+        cut = min(drop, len(content))
+        drop -= cut
+        delta = choice.delta.model_copy(update={"role": None, "content": content[cut:] or None})
+        changed = chunk.model_copy(
+            update={"choices": [choice.model_copy(update={"delta": delta}), *chunk.choices[1:]]}
+        )
+        if commits(changed) or changed.usage is not None:
+            kept.append(changed)
+    return kept
+
+
+def _with_id(chunk: ChatCompletionChunk, stream_id: str) -> ChatCompletionChunk:
+    return chunk if chunk.id == stream_id else chunk.model_copy(update={"id": stream_id})
 
 
 @dataclass(frozen=True, slots=True)
-class Join:
-    """How a continuation joins the partial: ``drop`` characters of its opening are repeats."""
+class Bounds:
+    """The time bounds a Timeout puts on the context for the attempts inside it."""
 
-    kind: JoinKind
-    drop: int = 0
+    deadline: float | None
+    attempt_timeout_s: float | None
+    first_token_timeout_s: float | None
+    idle_timeout_s: float | None
 
+    @classmethod
+    def of(cls, ctx: CallContext) -> Bounds:
+        return cls(
+            ctx.deadline, ctx.attempt_timeout_s, ctx.first_token_timeout_s, ctx.idle_timeout_s
+        )
 
-class _Folded:
-    """Text with whitespace removed and characters folded, mapped back to the original."""
-
-    __slots__ = ("ends", "text")
-
-    def __init__(self, raw: str) -> None:
-        chars: list[str] = []
-        ends: list[int] = []  # ends[i]: the raw length that covers folded character i
-        for position, char in enumerate(raw):
-            if char.isspace():
-                continue
-            for folded in unicodedata.normalize("NFKC", char).casefold():
-                if not folded.isspace():
-                    chars.append(folded)
-                    ends.append(position + 1)
-        self.text = "".join(chars)
-        self.ends = ends
+    def apply(self, ctx: CallContext) -> None:
+        ctx.deadline = self.deadline
+        ctx.attempt_timeout_s = self.attempt_timeout_s
+        ctx.first_token_timeout_s = self.first_token_timeout_s
+        ctx.idle_timeout_s = self.idle_timeout_s
 
 
-class Splice:
-    """Decides how a continuation's opening joins ``partial`` (see the module docstring)."""
-
-    __slots__ = ("_partial", "_partial_tokens", "_raw_partial")
-
-    def __init__(self, partial: str) -> None:
-        self._raw_partial = partial
-        self._partial = _Folded(partial).text
-        self._partial_tokens = _tokens(partial)[-_OVERLAP_TOKENS:]
-
-    def decide(self, opening: str, *, ended: bool) -> Join | None:
-        """The join for a continuation that has sent ``opening`` so far, or None to wait.
-
-        ``ended`` says the continuation finished with ``opening``: then a decision is due.
-        """
-        partial = self._partial
-        if not partial:
-            return Join("continue")
-        seen = _Folded(opening)
-        text = seen.text
-        common = _common_prefix(partial, text)
-        if common == len(partial):
-            return Join("restart", seen.ends[common - 1])
-        if common == len(text):  # all of it so far restates the partial's opening
-            if not ended:
-                return None
-            return Join("continue") if not text else Join("diverged")
-        if common >= min(_RESTART_CHARS, max(4, len(partial) // 2)):
-            return Join("diverged")
-        return self._overlap(opening, ended)
-
-    def _overlap(self, opening: str, ended: bool) -> Join | None:
-        """A real continuation: how much of its opening repeats the partial's last words."""
-        tokens = _tokens(opening)
-        partial = self._partial_tokens
-        for size in range(min(len(partial), _OVERLAP_TOKENS), 0, -1):
-            tail = partial[-size:]
-            if len(tokens) >= size:
-                if [t for t, _ in tokens[:size]] == [t for t, _ in tail]:
-                    return Join("overlap", tokens[size - 1][1])
-            elif not ended and [t for t, _ in tail[: len(tokens)]] == [t for t, _ in tokens]:
-                return None  # it may yet repeat this whole tail: wait for more
-        # The partial was cut inside a word that the continuation writes out whole: "Fra" then
-        # "France is" joins as "France is", not "FraFrance is".
-        if partial and self._raw_partial[-1:].isalnum() and opening[:1].isalnum() and tokens:
-            cut, first = partial[-1][0], tokens[0][0]
-            if len(first) > len(cut) and first.startswith(cut):
-                return Join("overlap", len(cut))
-            if not ended and len(tokens) == 1 and cut.startswith(first):
-                return None
-        return Join("continue")
-
-
-def _tokens(text: str) -> list[tuple[str, int]]:
-    """Words and punctuation marks, folded, each with the raw offset where it ends."""
-    folded = unicodedata.normalize("NFKC", text)
-    if len(folded) != len(text):  # offsets must index the raw text: fold token by token
-        return [
-            (unicodedata.normalize("NFKC", m.group()).casefold(), m.end())
-            for m in _TOKEN.finditer(text)
-        ]
-    return [(m.group().casefold(), m.end()) for m in _TOKEN.finditer(text)]
-
-
-def _common_prefix(a: str, b: str) -> int:
-    limit = min(len(a), len(b))
-    index = 0
-    while index < limit and a[index] == b[index]:
-        index += 1
-    return index
+def _collect(chunk: ChatCompletionChunk, text: list[str]) -> bool:
+    """Add the chunk's text to ``text``; whether the chunk carries a tool-call delta."""
+    if not chunk.choices:
+        return False
+    delta = chunk.choices[0].delta
+    if delta.content:
+        text.append(delta.content)
+    return bool(delta.tool_calls or delta.function_call)
