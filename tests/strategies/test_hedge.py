@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import pytest
+from structlog.testing import capture_logs
 
 from relaykit import (
     Fallback,
     Hedge,
     InvalidRequestError,
+    Logging,
     OpenAICompatible,
     Relay,
     Target,
@@ -247,3 +249,19 @@ async def test_hedging_cuts_the_p99_of_a_heavy_tail_within_the_budget(pair, cloc
 def test_bad_options_fail_at_construction_naming_the_field(options: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Hedge(**options)
+
+
+async def test_logging_writes_a_line_for_the_hedge_and_one_for_its_win(pair, clock) -> None:
+    a, b = pair
+    a.script(Reply.ok("slow").delayed(10.0))
+    b.script(Reply.ok("fast").delayed(0.1))
+    hedge = Hedge(after_s=0.5, budget=1.0)
+    targets = [target(a, "a"), target(b, "b")]
+    with capture_logs() as logs:
+        async with Relay(targets=targets, strategy=hedge, clock=clock, middleware=[Logging()]) as r:
+            await drive(clock, r.acomplete(messages=HI))
+    lines = {entry["event"]: entry for entry in logs}
+    assert lines["relaykit.hedged"]["target"] == "a"
+    assert lines["relaykit.hedged"]["to_target"] == "b"
+    assert lines["relaykit.hedged"]["after_ms"] == pytest.approx(500)
+    assert lines["relaykit.hedge_won"]["over"] == ["a"]

@@ -21,6 +21,8 @@ relaykit.falling_back     warning  target, to_target, error_type, status, error
 relaykit.circuit_opened   warning  target, cooldown_s, reason
 relaykit.rate_limited     warning  target, wait_s, limit
 relaykit.circuit_closed   info     target
+relaykit.hedged           info     target (the one waited on), to_target, after_ms (Hedge)
+relaykit.hedge_won        info     target, over (the requests cancelled)
 relaykit.route            debug    target, route: each target the call considered and what
                                    happened there (only for a call that did more than get one
                                    answer from the first target it asked)
@@ -61,6 +63,8 @@ from relaykit.events import (
     Event,
     Failed,
     FallingBack,
+    HedgeStarted,
+    HedgeWon,
     RateLimited,
     Retrying,
 )
@@ -328,6 +332,16 @@ _LINES: dict[type[Event], tuple[int, str, _Fields]] = {
         lambda e: {"target": e.target, "wait_s": round(e.wait_s, 3), "limit": e.limit},
     ),
     CircuitClosed: (_INFO, "relaykit.circuit_closed", lambda e: {"target": e.target}),
+    HedgeStarted: (
+        _INFO,
+        "relaykit.hedged",
+        lambda e: {"target": e.waiting_on, "to_target": e.target, "after_ms": _ms(e.after_s)},
+    ),
+    HedgeWon: (
+        _INFO,
+        "relaykit.hedge_won",
+        lambda e: {"target": e.target, "over": list(e.over)},
+    ),
     AttemptStarted: (
         _DEBUG,
         "relaykit.attempt_started",

@@ -34,6 +34,7 @@ from relaykit.events import (
     CircuitOpened,
     Event,
     FallingBack,
+    HedgeStarted,
     RateLimited,
     Retrying,
 )
@@ -125,6 +126,7 @@ class OpenTelemetry:
             AttemptFailed: self._attempt_failed,
             Retrying: self._retrying,
             FallingBack: self._falling_back,
+            HedgeStarted: self._hedge_started,
             CacheHit: self._cache_hit,
             CircuitOpened: self._circuit_opened,
             RateLimited: self._rate_limited,
@@ -290,6 +292,16 @@ class OpenTelemetry:
                 "relaykit.attempt": e.attempt,
                 "relaykit.delay_s": e.delay_s,
                 "error.type": _error_type(e.error),
+            },
+        )
+
+    def _hedge_started(self, call: _CallTrace, e: HedgeStarted) -> None:
+        call.span.add_event(
+            "relaykit.hedge",
+            {
+                "relaykit.target": e.waiting_on,
+                "relaykit.to_target": e.target,
+                "relaykit.after_s": e.after_s,
             },
         )
 
