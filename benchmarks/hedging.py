@@ -76,16 +76,18 @@ async def timed_calls(relay: Relay, calls: int, concurrency: int) -> list[float]
 
 @dataclass(frozen=True)
 class Plan:
-    """How much to run: delays times ``scale``; ``rounds`` of ``per_round`` calls per side."""
+    """How much to run: delays times ``scale``; ``warm_up`` calls per side, then ``rounds`` of
+    ``per_round`` calls per side."""
 
     scale: float
+    warm_up: int
     rounds: int
     per_round: int
     concurrency: int
 
 
-FULL = Plan(scale=1.0, rounds=5, per_round=400, concurrency=16)
-QUICK = Plan(scale=0.1, rounds=2, per_round=40, concurrency=4)
+FULL = Plan(scale=1.0, warm_up=40, rounds=5, per_round=400, concurrency=16)
+QUICK = Plan(scale=0.05, warm_up=24, rounds=1, per_round=24, concurrency=8)
 
 
 async def run(plan: Plan) -> dict[str, Any]:
@@ -107,7 +109,7 @@ async def run(plan: Plan) -> dict[str, Any]:
         requests = {name: 0 for name in sides}
         # Warm up the hedge's percentile (20 commit times) and both connection pools.
         for relay in sides.values():
-            await timed_calls(relay, 40, concurrency)
+            await timed_calls(relay, plan.warm_up, concurrency)
         hedge.stats.fired = hedge.stats.won = hedge.stats.denied = hedge.stats.calls = 0
         for _ in range(rounds):  # in turns, so a slowdown of the machine hits both sides
             for name, relay in sides.items():
