@@ -76,6 +76,12 @@ def repeating_last_word(request: RecordedRequest) -> Reply:
     return Reply.ok(last + ANSWER[len(partial) :])
 
 
+def starting_a_new_turn(request: RecordedRequest) -> Reply:
+    """A fallback that continues, as a new message does: without a leading space."""
+    rest = healthy()(request).content or ""
+    return Reply.ok(rest.lstrip())
+
+
 def refusing_prefill(request: RecordedRequest) -> Reply:
     """A fallback declared to take prefill whose model answers it with a 400."""
     assert request.body is not None
@@ -363,6 +369,11 @@ MID_STREAM = [
         "cut after N chunks, fallback repeating the last word",
         Reply.ok(ANSWER).drop_after(CUT),
         repeating_last_word,
+    ),
+    Scenario(
+        "cut after N chunks, fallback starting without a space",
+        Reply.ok(ANSWER).drop_after(CUT),
+        starting_a_new_turn,
     ),
     Scenario(
         "cut after N chunks, prefill-refusing fallback",

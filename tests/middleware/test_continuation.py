@@ -20,7 +20,7 @@ from relaykit import (
     Target,
 )
 from relaykit.events import Completed, Event
-from relaykit.middleware._splice import CONTINUE_PROMPT, Join, Splice
+from relaykit.middleware._splice import CONTINUE_PROMPT, Join, Splice, separator
 from relaykit.testing import FakeProvider, RecordedRequest, Reply
 
 HI = [{"role": "user", "content": "Count to six."}]
@@ -103,6 +103,14 @@ def test_a_continuation_that_ends_having_only_restated_part_of_the_opening_diver
     splice = Splice("one two three four")
     assert splice.decide("one two", ended=True) == Join("diverged")
     assert splice.decide("", ended=True) == Join("continue")  # nothing was missing
+
+
+def test_an_instruction_turn_that_leaves_out_the_space_after_a_word_gets_one() -> None:
+    assert separator("delta echo", "foxtrot") == " "
+    assert separator("Hello,", "world") == " "
+    assert separator("delta echo", " foxtrot") == ""
+    assert separator("delta echo", ". Done") == ""
+    assert separator("delta echo ", "foxtrot") == ""
 
 
 # --- over HTTP ------------------------------------------------------------------------------------
@@ -262,3 +270,26 @@ async def test_the_completion_log_line_of_a_continued_stream_names_who_wrote_it(
     [line] = [entry for entry in captured if entry["event"] == "relaykit.completed"]
     assert (line["target"], line["model"], line["continued_from"]) == ("b", "b-model", ["a"])
     assert answer.relay is not None and answer.relay.target == line["target"]
+
+
+async def test_a_continuation_by_instruction_turn_without_a_leading_space_reads_as_words(
+    pair,
+) -> None:
+    a, b = pair
+    a.script(Reply.ok(ANSWER).drop_after(4))  # "one two three"
+    b.script(Reply.ok("four five six."))  # a new turn: no leading space
+    async with Relay(
+        targets=[target(a, "a"), target(b, "b")], strategy=Fallback(continue_streams=True)
+    ) as relay:
+        text, _ = await streamed(relay)
+    assert text == ANSWER
+
+
+async def test_a_prefilled_continuation_keeps_its_own_spacing(pair) -> None:
+    a, b = pair
+    a.script(Reply.ok("The capital of France is Paris.", chunk_size=3).drop_after(7))
+    b.default = continuing("The capital of France is Paris.")  # "nce is Paris."
+    chain = [target(a, "a"), target(b, "b", prefill=True)]
+    async with Relay(targets=chain, strategy=Fallback(continue_streams=True)) as relay:
+        text, _ = await streamed(relay)
+    assert text == "The capital of France is Paris."

@@ -25,7 +25,7 @@ from relaykit.errors import (
     RouteStep,
     StreamInterruptedError,
 )
-from relaykit.middleware._splice import Splice, continuation_request
+from relaykit.middleware._splice import Splice, continuation_request, separator
 from relaykit.pipeline import CallContext
 from relaykit.strategies._route import skipped
 from relaykit.stream import ChatStream, commits
@@ -116,7 +116,9 @@ async def _continuation(
         lifted = Bounds.of(ctx)
         bounds.apply(ctx)
         try:
-            stream = await _ask_to_continue(target, request, ctx, partial, refuses_prefill)
+            stream, prefilled = await _ask_to_continue(
+                target, request, ctx, partial, refuses_prefill
+            )
         except RelayError as exc:
             ctx.failures.append(Attempt(target.name, exc, ctx.clock.now() - started))
             why.append(f"{target.name!r} failed: {exc.message}")
@@ -124,7 +126,7 @@ async def _continuation(
         finally:
             lifted.apply(ctx)
         try:
-            opening = await _opening(stream, splice)
+            opening = await _opening(stream, splice, None if prefilled else partial)
         except StreamInterruptedError as exc:
             ctx.failures.append(Attempt(target.name, exc, ctx.clock.now() - started))
             why.append(f"{target.name!r} broke its continuation too")
@@ -154,9 +156,10 @@ async def _ask_to_continue(
     ctx: CallContext,
     partial: str,
     refuses_prefill: set[str],
-) -> ChatStream:
-    """The target's continuation stream, asked the way it declares; a prefill it refuses
-    (a 400) is asked again once as an instruction turn, and not offered to it again."""
+) -> tuple[ChatStream, bool]:
+    """The target's continuation stream, asked the way it declares, and whether by prefill; a
+    prefill it refuses (a 400) is asked again once as an instruction turn, and not offered to
+    it again."""
     prefill = target.target.prefill
     if prefill and target.name not in refuses_prefill:
         try:
@@ -167,15 +170,18 @@ async def _ask_to_continue(
             refuses_prefill.add(target.name)
         else:
             assert isinstance(result, ChatStream)
-            return result
+            return result, True
     result = await target.handler(continuation_request(request, partial, False), ctx)
     assert isinstance(result, ChatStream)
-    return result
+    return result, False
 
 
-async def _opening(stream: ChatStream, splice: Splice) -> list[ChatCompletionChunk] | None:
+async def _opening(
+    stream: ChatStream, splice: Splice, instructed: str | None
+) -> list[ChatCompletionChunk] | None:
     """The continuation's first chunks with what repeats the partial cut out, read until the
-    splice can decide; None when the continuation diverged."""
+    splice can decide; None when the continuation diverged. ``instructed`` is the partial when
+    the continuation was asked by an instruction turn (its opening may lack a space)."""
     held: list[ChatCompletionChunk] = []
     text: list[str] = []
     while True:
@@ -189,12 +195,15 @@ async def _opening(stream: ChatStream, splice: Splice) -> list[ChatCompletionChu
             continue
         if join.kind == "diverged":
             return None
-        return _trimmed(held, join.drop)
+        opening = "".join(text)
+        gap = separator(instructed, opening) if instructed and join.kind == "continue" else ""
+        return _trimmed(held, join.drop, gap)
 
 
-def _trimmed(chunks: list[ChatCompletionChunk], drop: int) -> list[ChatCompletionChunk]:
-    """``chunks`` with the first ``drop`` characters of their text removed, and without the
-    role (the caller has it from the first stream) or chunks left empty by the cut."""
+def _trimmed(chunks: list[ChatCompletionChunk], drop: int, gap: str) -> list[ChatCompletionChunk]:
+    """``chunks`` with the first ``drop`` characters of their text removed and ``gap`` put
+    before the rest, without the role (the caller has it from the first stream) or chunks
+    left empty by the cut."""
     kept: list[ChatCompletionChunk] = []
     for chunk in chunks:
         if not chunk.choices:
@@ -204,7 +213,10 @@ def _trimmed(chunks: list[ChatCompletionChunk], drop: int) -> list[ChatCompletio
         content = choice.delta.content or ""
         cut = min(drop, len(content))
         drop -= cut
-        delta = choice.delta.model_copy(update={"role": None, "content": content[cut:] or None})
+        rest = content[cut:]
+        if rest and gap:
+            rest, gap = gap + rest, ""
+        delta = choice.delta.model_copy(update={"role": None, "content": rest or None})
         changed = chunk.model_copy(
             update={"choices": [choice.model_copy(update={"delta": delta}), *chunk.choices[1:]]}
         )

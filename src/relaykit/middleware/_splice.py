@@ -34,7 +34,7 @@ from typing import Any, Literal, TypeAlias
 
 from relaykit.types import ChatRequest
 
-__all__ = ["CONTINUE_PROMPT", "Join", "Splice", "continuation_request"]
+__all__ = ["CONTINUE_PROMPT", "Join", "Splice", "continuation_request", "separator"]
 
 CONTINUE_PROMPT = (
     "Your previous message was cut off. Continue it exactly where it stopped, without "
@@ -151,6 +151,22 @@ class Splice:
             if not ended and len(tokens) == 1 and cut.startswith(first):
                 return None
         return Join("continue")
+
+
+def separator(partial: str, opening: str) -> str:
+    """The space an instruction-turn continuation leaves out between its text and the partial.
+
+    A model answering a new turn starts its message without a leading space, while a stream
+    breaks between tokens, which mostly means after a whole word: "...delta echo" continued as
+    "foxtrot golf" must read "echo foxtrot". A prefilled continuation extends the text itself
+    and brings its own spacing, so this is for the instruction turn only. A word that the cut
+    split and the continuation finishes ("Fra" then "nce") gets a space it should not: the
+    rarer case, and a documented limit.
+    """
+    end, start = partial[-1:], opening[:1]
+    if (end.isalnum() and start.isalnum()) or (end in ",;:!?." and start.isalpha()):
+        return " "
+    return ""
 
 
 def _tokens(text: str) -> list[tuple[str, int]]:
