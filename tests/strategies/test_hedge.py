@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 
 from relaykit import (
     Fallback,
+    Group,
     Hedge,
     InvalidRequestError,
     Logging,
@@ -265,3 +266,27 @@ async def test_logging_writes_a_line_for_the_hedge_and_one_for_its_win(pair, clo
     assert lines["relaykit.hedged"]["to_target"] == "b"
     assert lines["relaykit.hedged"]["after_ms"] == pytest.approx(500)
     assert lines["relaykit.hedge_won"]["over"] == ["a"]
+
+
+async def test_hedge_over_fallback_groups_names_the_member_that_answered(clock) -> None:
+    async with (
+        FakeProvider(clock=clock) as e1,
+        FakeProvider(clock=clock) as e2,
+        FakeProvider(clock=clock) as w1,
+    ):
+        e1.script(Reply.server_error())
+        e2.script(Reply.ok("east, slowly").delayed(5.0))
+        w1.script(Reply.ok("west").delayed(0.1))
+        east = Group("east", [target(e1, "east-1"), target(e2, "east-2")], Fallback())
+        west = Group("west", [target(w1, "west-1")], Fallback())
+        hedge = Hedge(after_s=1.0, budget=1.0)
+        async with Relay(targets=[east, west], strategy=hedge, clock=clock) as relay:
+            answer = await drive(clock, relay.acomplete(messages=HI))
+            assert await until_closed(e2) == 0
+    assert answer.content == "west"
+    assert answer.relay is not None and answer.relay.target == "west-1"
+    assert [(s.target, s.outcome) for s in answer.relay.route] == [
+        ("east-1", "failed"),
+        ("east-2", "lost"),
+        ("west-1", "answered"),
+    ]

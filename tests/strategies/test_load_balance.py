@@ -14,10 +14,13 @@ from relaykit import (
     Group,
     InvalidRequestError,
     LoadBalance,
+    LocalRateLimitError,
     OpenAICompatible,
     Relay,
+    RelayError,
     Target,
 )
+from relaykit.capabilities import AdmitsCalls
 from relaykit.events import Event, FallingBack
 from relaykit.testing import FakeClock, FakeProvider, Reply
 
@@ -214,3 +217,30 @@ def test_weights_for_targets_that_do_not_exist_fail_when_the_relay_is_built() ->
     with pytest.raises(ValueError, match=r"weights name 'z', which is not a target") as caught:
         Relay(targets=targets, strategy=LoadBalance(weights={"a": 1, "z": 2}))
     assert "its targets are 'a', 'b'" in str(caught.value)
+
+
+async def test_a_middleware_of_your_own_can_refuse_a_target_before_it_is_picked(
+    trio, clock
+) -> None:
+    a, b, _ = trio
+
+    class Closed:
+        """A per-target middleware that knows its target is closed for maintenance."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def __call__(self, request: Any, ctx: Any, call_next: Any) -> Any:
+            self.calls += 1
+            return await call_next(request, ctx)
+
+        def refusal(self, target: str, ctx: Any) -> RelayError | None:
+            return LocalRateLimitError("is closed for maintenance", target=target)
+
+    closed = Closed()
+    assert isinstance(closed, AdmitsCalls)
+    targets = [target(a, "a", middleware=[closed]), target(b, "b")]
+    async with Relay(targets=targets, strategy=LoadBalance(), clock=clock) as relay:
+        answers = [await relay.acomplete(messages=HI) for _ in range(10)]
+    assert closed.calls == 0 and a.request_count == 0
+    assert {answer.relay.target for answer in answers if answer.relay} == {"b"}

@@ -254,7 +254,7 @@ class _Hedger:
         losers = list(running.items())
         running.clear()
         for task, loser in losers:
-            await self._cancel(task, loser, ctx, winner=branch.target.name)
+            await self._cancel(task, loser, ctx, winner=_asked(branch))
         self._merge(ctx, branch, won=True)
         if branch.hedge:
             self._strategy.stats.won += 1
@@ -280,7 +280,7 @@ class _Hedger:
         self._latency[loser.index].add(elapsed)
         if winner is not None:
             ctx.record(
-                RouteStep(loser.target.name, "lost", f"{winner!r} answered first", None, elapsed)
+                RouteStep(_asked(loser), "lost", f"{winner!r} answered first", None, elapsed)
             )
         self._merge(ctx, loser, won=False)
 
@@ -293,3 +293,10 @@ class _Hedger:
         if won:
             ctx.target = branch.ctx.target
             ctx.continued_from = branch.ctx.continued_from
+
+
+def _asked(request: _Request) -> str:
+    """The target a request was at: for a group, the member its context last entered."""
+    if request.target.members and request.ctx.target is not None:
+        return request.ctx.target
+    return request.target.name
