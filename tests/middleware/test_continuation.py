@@ -80,6 +80,11 @@ def test_a_restart_is_recognised_despite_spacing_and_case() -> None:
     assert join == Join("restart", len("one two three"))
 
 
+def test_a_restart_that_reformats_the_answer_is_still_a_restart() -> None:
+    join = Splice("Alpha, bravo charlie").decide("**Alpha** bravo - charlie delta", ended=False)
+    assert join == Join("restart", len("**Alpha** bravo - charlie"))
+
+
 def test_a_real_continuation_is_released_at_once() -> None:
     assert Splice("one two three").decide(" four", ended=False) == Join("continue")
 

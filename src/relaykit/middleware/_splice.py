@@ -15,12 +15,13 @@ must never see text twice. So the opening is held back until one of these is cer
 - **overlap**: it goes on, but first repeats the partial's last words (up to ``_OVERLAP_TOKENS``
   tokens, or the cut word's start). Those are dropped.
 - **continue**: it goes on from where the partial stopped. Released as it is.
-- **diverged**: it restates the partial's opening (16 characters, or half of a shorter
+- **diverged**: it restates the partial's opening (16 letters or digits, or half of a shorter
   partial) and then departs from it: a new answer, which cannot be joined to the old one. It
   is discarded, and the next target is asked; with none left the stream fails with the partial.
 
-Text is compared with whitespace removed, Unicode compatibility-normalized and case-folded, so
-a restart that differs from the partial only in spacing, tokenization or case still counts.
+Text is compared by its letters and digits only, Unicode compatibility-normalized and
+case-folded, so a restart that differs from the partial only in spacing, tokenization,
+punctuation, markup or case still counts.
 A paraphrased restart (same meaning, other words) is not recognised; that limit is documented.
 """
 
@@ -43,7 +44,7 @@ CONTINUE_PROMPT = (
 
 # How much of the partial's opening a continuation may restate before departing from it and
 # still count as going on (a reply that happens to start like the answer did); any more is a
-# restart that went another way. 16 characters is three or four words; of a shorter partial,
+# restart that went another way. 16 letters or digits are three or four words; of a shorter partial,
 # half (at least 4). Erring towards "diverged" is safe: it costs a continuation, never a
 # doubled answer.
 _RESTART_CHARS = 16
@@ -82,7 +83,11 @@ class Join:
 
 
 class _Folded:
-    """Text with whitespace removed and characters folded, mapped back to the original."""
+    """The letters and digits of a text, folded, each mapped back to where it ends in the text.
+
+    Whitespace, punctuation and markup are left out, so "Alpha, bravo" and "**Alpha** bravo"
+    fold alike: a restart that reformats the answer is still the same answer.
+    """
 
     __slots__ = ("ends", "text")
 
@@ -93,7 +98,7 @@ class _Folded:
             if char.isspace():
                 continue
             for folded in unicodedata.normalize("NFKC", char).casefold():
-                if not folded.isspace():
+                if folded.isalnum():
                     chars.append(folded)
                     ends.append(position + 1)
         self.text = "".join(chars)
