@@ -46,7 +46,7 @@ from relaykit.errors import ConfigError
 from relaykit.middleware.fallback import AnswerCheck, Fallback, empty_answer, invalid_json, refusal
 from relaykit.pipeline import Middleware
 from relaykit.strategies import Hedge, LoadBalance
-from relaykit.target import Strategy, Target
+from relaykit.target import Group, Strategy, Target
 
 if TYPE_CHECKING:
     pass
@@ -129,8 +129,14 @@ class StrategyConfig(_Strict):
     hedge: HedgeConfig | None = None
 
 
+class GroupConfig(_Strict):
+    targets: list[str] = Field(min_length=1)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+
+
 class RelayConfig(_Strict):
     targets: list[TargetConfig] = Field(default_factory=list)
+    groups: dict[str, GroupConfig] = Field(default_factory=dict)
     middleware: list[MiddlewareEntry] = Field(default_factory=list)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     routes: dict[str, list[str | TargetConfig]] = Field(default_factory=dict)
@@ -198,9 +204,12 @@ def build_relay_arguments(config: RelayConfig) -> dict[str, Any]:
 def _relay_arguments(config: RelayConfig) -> dict[str, Any]:
     if not config.targets and not config.routes:
         raise ConfigError("targets", "name at least one target (or give routes)")
-    targets = [_target(t, f"targets[{i}]") for i, t in enumerate(config.targets)]
-    by_name = {t.label: t for t in targets}
-    routes: dict[str, list[Target]] = {}
+    targets = _grouped(
+        [_target(t, f"targets[{i}]") for i, t in enumerate(config.targets)], config.groups
+    )
+    # A route may name a group or any target, grouped or not.
+    by_name = {t.label: t for entry in targets for t in (entry, *_members(entry))}
+    routes: dict[str, list[Target | Group]] = {}
     for alias, chain in config.routes.items():
         routes[alias] = []
         for i, entry in enumerate(chain):
@@ -218,6 +227,39 @@ def _relay_arguments(config: RelayConfig) -> dict[str, Any]:
         "middleware": _middleware(config.middleware, "middleware"),
         "strategy": _strategy(config.strategy, {t.label for t in targets}),
     }
+
+
+def _grouped(targets: list[Target], groups: Mapping[str, GroupConfig]) -> list[Target | Group]:
+    """The chain with each group in place of its members (where its first member was)."""
+    by_name = {t.label: t for t in targets}
+    group_of: dict[str, Group] = {}
+    for name, config in groups.items():
+        where = subpath("groups", name)
+        if name in by_name:
+            raise ConfigError(where, "has the name of a target; give the group its own name")
+        members: list[Target] = []
+        for i, member in enumerate(config.targets):
+            place = subpath(subpath(where, "targets"), i)
+            if member not in by_name:
+                known = ", ".join(map(repr, by_name)) or "none"
+                raise ConfigError(place, f"names no target; targets are {known}")
+            if member in group_of:
+                raise ConfigError(place, f"is in group {group_of[member].name!r} already")
+            members.append(by_name[member])
+        strategy = _strategy(config.strategy, set(config.targets), subpath(where, "strategy"))
+        group = Group(name, members, strategy)
+        for member in config.targets:
+            group_of[member] = group
+    chain: list[Target | Group] = []
+    for target in targets:
+        entry = group_of.get(target.label, target)
+        if entry not in chain:
+            chain.append(entry)
+    return chain
+
+
+def _members(entry: Target | Group) -> tuple[Target | Group, ...]:
+    return entry.members if isinstance(entry, Group) else ()
 
 
 def _target(config: TargetConfig, where: str) -> Target:
@@ -335,15 +377,15 @@ def _at_argument(where: str, options: Mapping[str, Any], exc: Exception) -> str:
     return where
 
 
-def _strategy(config: StrategyConfig, targets: set[str]) -> Strategy:
-    """The one strategy ``config`` names (``fallback`` when it names none)."""
+def _strategy(config: StrategyConfig, targets: set[str], at: str = "strategy") -> Strategy:
+    """The one strategy ``config`` (at ``at``) names (``fallback`` when it names none)."""
     named = [name for name in StrategyConfig.model_fields if getattr(config, name) is not None]
     if len(named) > 1:
-        raise ConfigError("strategy", f"name one strategy, not {len(named)} ({', '.join(named)})")
+        raise ConfigError(at, f"name one strategy, not {len(named)} ({', '.join(named)})")
     if config.load_balance is not None:
-        return _load_balance(config.load_balance, "strategy.load_balance", targets)
+        return _load_balance(config.load_balance, f"{at}.load_balance", targets)
     if config.hedge is not None:
-        where = "strategy.hedge"
+        where = f"{at}.hedge"
         options = config.hedge.model_dump(exclude={"fallback_on"}, exclude_none=True)
         if config.hedge.fallback_on is not None:
             options["fallback_on"] = _error_rules(
