@@ -121,7 +121,7 @@ class CircuitBreaker:
         self.failure_on = check_rules(
             "failure_on", failure_on if failure_on is not None else DEFAULT_FAILURES
         )
-        # Late verdicts (a stream broken after its first chunk) are recorded from a sync
+        # Late verdicts (a stream broken after its commit point) are recorded from a sync
         # finalizer, so they run as tasks; the next admission waits for them.
         self._late = BackgroundTasks()
         # Circuits this process saw open, by target: until when, and why. ``refusal`` answers

@@ -7,8 +7,8 @@ does not multiply the load on a provider that is already failing.
 
 What is retried: errors whose ``retryable`` is True (5xx, timeouts, broken connections, 429
 rate limits), never quota, auth, invalid-request or context-window errors, unless ``retry_on``
-replaces that rule. A stream is retried only before its first chunk, which is automatic:
-``call_next`` returns a stream only once its first chunk arrived, and a break after that
+replaces that rule. A stream is retried only before its commit point, which is automatic:
+``call_next`` returns a stream only once its first content arrived, and a break after that
 surfaces while the caller iterates, as ``StreamInterruptedError``, which is never retried.
 
 Stacking: a Retry inside a Retry multiplies attempts (``Retry(attempts=3)`` around a target that

@@ -39,7 +39,7 @@ class Timeout:
 
     ``total_s``: the whole call (retries, fallbacks, backoff and, for a stream, reading it to
     the end) finishes within this many seconds, or fails with ``ProviderTimeout``.
-    ``attempt_s``: one upstream request answers within this (a stream: sends its first chunk),
+    ``attempt_s``: one upstream request answers within this (a stream: sends its first content),
     or that attempt fails with a retryable ``ProviderTimeout`` and the fallback moves on.
     ``first_token_s``: a stream's first chunk arrives within this, per attempt.
     ``idle_s``: once a stream has started, no more than this passes between two chunks of an

@@ -76,7 +76,7 @@ class Outcome:
 
     ``open_s`` (with ``reason``) opens the circuit at once for that long, whatever the counts:
     a 429's Retry-After, a quota error's cool-down. ``late`` marks a failure of a call already
-    recorded as a success (a stream that broke after its first chunk): it counts as a failure
+    recorded as a success (a stream that broke after its commit point): it counts as a failure
     but not as another call.
     """
 
