@@ -293,7 +293,7 @@ async def _idle_watched(
 async def _ask_in_time(
     backend: Backend, request: ChatRequest, ctx: CallContext, name: str
 ) -> Response:
-    """One upstream request within the attempt timeout (for a stream: until its first chunk),
+    """One upstream request within the attempt timeout (for a stream: until its commit point),
     the first-token timeout and the call's deadline, whichever ends first."""
     limit = ctx.attempt_timeout_s
     bound = "attempt_s"

@@ -35,13 +35,15 @@ __all__ = ["Timeout"]
 
 
 class Timeout:
-    """Bounds how long a call, one attempt, a stream's first chunk and its silences may take.
+    """Bounds how long a call, one attempt, a stream's first content and its silences may take.
 
     ``total_s``: the whole call (retries, fallbacks, backoff and, for a stream, reading it to
     the end) finishes within this many seconds, or fails with ``ProviderTimeout``.
     ``attempt_s``: one upstream request answers within this (a stream: sends its first content),
     or that attempt fails with a retryable ``ProviderTimeout`` and the fallback moves on.
-    ``first_token_s``: a stream's first chunk arrives within this, per attempt.
+    ``first_token_s``: a stream's commit point (its first chunk with content, a tool call or a
+    finish_reason; a role-only chunk does not count) arrives within this, per attempt, or that
+    attempt fails with a retryable ``ProviderTimeout`` and the fallback moves on.
     ``idle_s``: once a stream has started, no more than this passes between two chunks of an
     attempt, or that attempt's stream breaks: ``Fallback(continue_streams=True)`` continues it
     on the next target, otherwise the caller gets ``StreamInterruptedError`` with the partial.
