@@ -5,8 +5,9 @@ Shows:
 - a quota error (429 insufficient_quota) moves on too, and is never retried;
 - when every target fails, ``AllTargetsFailedError`` lists each attempt (and, being an
   ExceptionGroup, also works with ``except* QuotaExceededError``);
-- ``Fallback(continue_streams=True)``: a stream that breaks after its first chunks is continued
-  by the backup, and the caller reads one uninterrupted stream;
+- ``Fallback(continue_streams=True)``: a stream that breaks mid-answer is continued by the
+  backup, and the caller reads one answer, also when the backup starts over from the beginning
+  (the repeated part is dropped); ``answer.relay`` says who wrote it;
 - answer checks: ``Fallback(fallback_on=[empty_answer])`` treats an empty answer as a failure.
 
 Run: python examples/fallback.py
@@ -85,6 +86,13 @@ async def demo(
     print(f"broken stream continued by backup: {text!r}")
     continuation = backup.requests[-1].body or {}
     print(f"the backup was shown the partial answer: {continuation['messages'][-2]['content']!r}")
+
+    # 4b. The same break, and this time the backup ignores the request and starts over.
+    primary.script(Reply.ok("The quick brown fox jumps over the lazy dog.").drop_after(3))
+    backup.script(Reply.ok("The quick brown fox jumps over the lazy dog."))
+    answer = await continuing.astream(messages=QUESTION).completion()
+    print(f"backup started over, caller still got it once: {answer.content!r}")
+    print(f"written by {answer.relay.target}, continued from {answer.relay.continued_from}")
 
     # 5. The primary answers with nothing; the answer check moves on.
     primary.script(Reply.ok(""))

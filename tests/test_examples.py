@@ -27,6 +27,8 @@ EXPECTED: dict[str, tuple[str, ...]] = {
         "quota error from primary -> served by backup",
         "all targets failed: primary: QuotaExceededError, backup: ProviderError",
         "broken stream continued by backup: 'The quick brown fox jumps over the lazy dog.'",
+        "backup started over, caller still got it once: 'The quick brown fox jumps over the "
+        "lazy dog.'\nwritten by backup, continued from ('primary',)",
         "empty answer from primary -> served by backup",
     ),
     "retry": (
