@@ -244,3 +244,27 @@ async def test_a_middleware_of_your_own_can_refuse_a_target_before_it_is_picked(
         answers = [await relay.acomplete(messages=HI) for _ in range(10)]
     assert closed.calls == 0 and a.request_count == 0
     assert {answer.relay.target for answer in answers if answer.relay} == {"b"}
+
+
+async def test_a_group_whose_every_member_has_an_open_circuit_is_skipped_without_a_request(
+    trio, clock
+) -> None:
+    a, b, c = trio
+    a.script(Reply.server_error())
+    b.script(Reply.server_error())
+    members = [
+        target(a, "east-1", middleware=[CircuitBreaker(failures=1)]),
+        target(b, "east-2", middleware=[CircuitBreaker(failures=1)]),
+    ]
+    east = Group("east", members, Fallback())
+    strategy = LoadBalance(weights={"east": 100, "west": 1})
+    async with Relay(targets=[east, target(c, "west")], strategy=strategy, clock=clock) as relay:
+        first = await relay.acomplete(messages=HI)  # both members fail: their circuits open
+        second = await relay.acomplete(messages=HI)
+    assert first.relay is not None and first.relay.target == "west"
+    assert second.relay is not None
+    assert [(s.target, s.outcome, s.reason) for s in second.relay.route] == [
+        ("east", "skipped", "circuit open"),
+        ("west", "answered", ""),
+    ]
+    assert (a.request_count, b.request_count) == (1, 1)

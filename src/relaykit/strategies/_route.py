@@ -139,9 +139,7 @@ class Gates:
             if all(refusals):
                 return refusals[0]
             return None
-        for _, member_gates in gates:
-            return _refused(target, member_gates, ctx)
-        return None
+        return _refused(target, gates[0][1], ctx)  # a plain target: its own gates
 
 
 def _gates(target: BoundTarget) -> tuple[tuple[BoundTarget, tuple[AdmitsCalls, ...]], ...]:
