@@ -105,7 +105,7 @@ async def test_first_token_timeout_waits_for_content_not_for_the_role_chunk(pair
             started = clock.now()
             answer = await clock.drive(relay.astream(messages=HI).completion())
     assert answer.content == "quick"
-    assert clock.now() - started == pytest.approx(10, abs=0.5)
+    assert clock.now() - started == pytest.approx(10, abs=1.0)
     assert (slow.request_count, b.request_count) == (1, 1)
 
 

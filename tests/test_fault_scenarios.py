@@ -281,7 +281,7 @@ async def test_a_failure_before_the_answer_fails_over(
     elif "Retry-After" in scenario.name:
         # In the target, the provider's Retry-After is honoured there first: 5 s, twice.
         assert len(outcome.primary_requests) == 3
-        assert outcome.elapsed_s == pytest.approx(10, abs=0.5)
+        assert outcome.elapsed_s == pytest.approx(10, abs=1.0)
     else:  # retried on the primary first when the error is retryable, never past attempts
         assert len(outcome.primary_requests) <= 3
         assert outcome.elapsed_s < 5
@@ -315,7 +315,7 @@ async def test_a_plain_answer_whose_body_never_comes_costs_one_attempt_timeout(
     assert_whole_answer(outcome)
     assert outcome.target == "fallback"
     assert len(outcome.primary_requests) == 1
-    assert outcome.elapsed_s == pytest.approx(30, abs=0.5)
+    assert outcome.elapsed_s == pytest.approx(30, abs=1.0)
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["streamed", "plain"])
@@ -327,7 +327,7 @@ async def test_a_black_hole_costs_one_attempt_timeout(
     assert outcome.target == "fallback"
     assert len(outcome.primary_requests) == 1  # not retried while the fallback can answer
     # A stream waits first_token_s for its first content, a plain call attempt_s for its body.
-    assert outcome.elapsed_s == pytest.approx(10 if stream else 30, abs=0.5)
+    assert outcome.elapsed_s == pytest.approx(10 if stream else 30, abs=1.0)
 
 
 async def test_a_slow_first_byte_fails_over_after_first_token_s(
@@ -337,7 +337,7 @@ async def test_a_slow_first_byte_fails_over_after_first_token_s(
     assert_whole_answer(outcome)
     assert outcome.target == "fallback"
     assert len(outcome.primary_requests) == 1
-    assert outcome.elapsed_s == pytest.approx(10, abs=0.5)
+    assert outcome.elapsed_s == pytest.approx(10, abs=1.0)
 
 
 async def test_a_role_chunk_at_once_and_the_first_word_late_fails_over_after_first_token_s(
@@ -346,7 +346,7 @@ async def test_a_role_chunk_at_once_and_the_first_word_late_fails_over_after_fir
     outcome = await run(Scenario("slow first word", Reply.ok(ANSWER).pause_after(1, 20)))
     assert_whole_answer(outcome)
     assert outcome.target == "fallback"
-    assert outcome.elapsed_s == pytest.approx(10, abs=0.5)
+    assert outcome.elapsed_s == pytest.approx(10, abs=1.0)
 
 
 async def test_a_role_only_chunk_then_a_break_is_an_ordinary_failover(
@@ -412,7 +412,7 @@ async def test_a_stream_broken_mid_answer_is_continued_into_one_answer(
     assert asked.body is not None
     assert SENT in str(asked.body["messages"][-2:])
     stalled = "stall" in scenario.name
-    assert outcome.elapsed_s == pytest.approx(10 if stalled else 0, abs=0.5)
+    assert outcome.elapsed_s == pytest.approx(10 if stalled else 0, abs=1.0)
 
 
 async def test_a_prefill_target_that_accepts_prefill_is_asked_once(

@@ -172,7 +172,7 @@ async def test_a_retry_inside_a_target_does_not_retry_a_timeout_while_another_ca
             answer = await clock.drive(relay.acomplete(messages=HI))
     assert answer.content == "from backup"
     assert silent.request_count == 1  # one attempt timeout, not three
-    assert clock.now() - started == pytest.approx(30, abs=0.5)
+    assert clock.now() - started == pytest.approx(30, abs=1.0)
 
 
 async def test_a_retry_inside_the_last_target_still_retries_a_timeout() -> None:

@@ -709,7 +709,7 @@ async def test_a_stall_is_continued_on_the_fallback_wherever_the_idle_timeout_si
             answer = await clock.drive(relay.astream(messages=HI).completion())
     assert answer.content == "one two three four"
     assert answer.relay is not None and answer.relay.continued_from == ("stalling",)
-    assert clock.now() - started == pytest.approx(10, abs=0.5)
+    assert clock.now() - started == pytest.approx(10, abs=1.0)
 
 
 async def test_without_continuation_a_stall_fails_promptly_with_the_partial() -> None:
@@ -727,4 +727,4 @@ async def test_without_continuation_a_stall_fails_promptly_with_the_partial() ->
                 await clock.drive(relay.astream(messages=HI).completion())
     assert caught.value.partial.content == "one two"
     assert caught.value.target == "stalling"
-    assert clock.now() - started == pytest.approx(10, abs=0.5)
+    assert clock.now() - started == pytest.approx(10, abs=1.0)

@@ -84,7 +84,7 @@ class FakeClock:
         """
         task = asyncio.ensure_future(work)
         for _ in range(max_steps):
-            for _ in range(50):  # let the work run until it waits on the clock (or a socket)
+            for _ in range(100):  # let the work run until it waits on the clock (or a socket)
                 if task.done():
                     return task.result()
                 await asyncio.sleep(0)
