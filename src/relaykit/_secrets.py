@@ -30,7 +30,7 @@ __all__ = [
     "MASK",
     "SECRET_HEADERS",
     "SECRET_PARAMS",
-    "SecretHeaders",
+    "SecretDict",
     "SecretURL",
     "Secrets",
     "is_secret_name",
@@ -203,17 +203,18 @@ def masked_mapping(value: Any, names: Collection[str] = ()) -> Any:
     return value
 
 
-class SecretHeaders(dict[str, str]):
-    """A header dict whose repr masks credentials, so no debugger or ``vars()`` dump shows one."""
+class SecretDict(dict[str, Any]):
+    """A dict (headers, extra body fields) whose repr masks credential-named entries, so no
+    debugger or ``vars()`` dump shows one; as a mapping it is the dict itself, to send."""
 
     __slots__ = ("names",)
 
-    def __init__(self, headers: Mapping[str, str], names: Collection[str] = ()) -> None:
-        super().__init__(headers)
+    def __init__(self, items: Mapping[str, Any], names: Collection[str] = ()) -> None:
+        super().__init__(items)
         self.names = frozenset(names)
 
     def __repr__(self) -> str:
-        return repr({k: MASK if is_secret_name(k, self.names) else v for k, v in self.items()})
+        return repr(masked_mapping(dict(self), self.names))
 
 
 class SecretURL(str):

@@ -15,7 +15,7 @@ from pydantic import SecretStr, ValidationError
 from relaykit._checks import positive_seconds, whole_number
 from relaykit._secrets import (
     MASK,
-    SecretHeaders,
+    SecretDict,
     Secrets,
     SecretURL,
     is_secret_name,
@@ -114,7 +114,7 @@ class OpenAICompatible:
         )
         self.model = model
         self.name = name or parts.netloc.rpartition("@")[2]
-        self.extra_body = dict(extra_body or {})
+        self.extra_body = SecretDict(extra_body or {}, self._secret_names)
         self._api_key = api_key if isinstance(api_key, SecretStr | None) else SecretStr(api_key)
         self._url = SecretURL(
             urlunsplit(parts._replace(path=f"{path}/chat/completions", fragment=""))
@@ -124,9 +124,15 @@ class OpenAICompatible:
         if key:
             base_headers[auth_header] = f"{auth_scheme} {key}" if auth_scheme else key
         names = self._secret_names | {auth_header.lower()}
-        self._secrets = Secrets.of(headers=base_headers, url=base_url, values=[key], names=names)
-        self._json_headers = SecretHeaders({**base_headers, "Accept": "application/json"}, names)
-        self._sse_headers = SecretHeaders({**base_headers, "Accept": "text/event-stream"}, names)
+        # Some gateways take the key in the body: extra_body's credential-named fields count.
+        in_body = [
+            v for k, v in self.extra_body.items() if isinstance(v, str) and is_secret_name(k, names)
+        ]
+        self._secrets = Secrets.of(
+            headers=base_headers, url=base_url, values=[key, *in_body], names=names
+        )
+        self._json_headers = SecretDict({**base_headers, "Accept": "application/json"}, names)
+        self._sse_headers = SecretDict({**base_headers, "Accept": "text/event-stream"}, names)
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
     def __repr__(self) -> str:

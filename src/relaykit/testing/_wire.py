@@ -53,11 +53,15 @@ def include_usage(body: dict[str, Any] | None) -> bool:
     return isinstance(options, dict) and options.get("include_usage") is True
 
 
-def credential_echo(headers: dict[str, str], query: str, style: str) -> tuple[bytes, str]:
-    """The body (and its content type) of an auth error repeating the request's headers and
-    query parameters verbatim, in the echo ``style`` of ``Reply.echo_credentials``."""
+def credential_echo(
+    headers: dict[str, str], query: str, body: dict[str, Any] | None, style: str
+) -> tuple[bytes, str]:
+    """The body (and its content type) of an auth error repeating the request's headers, query
+    parameters and top-level text fields of its body verbatim, in the echo ``style`` of
+    ``Reply.echo_credentials``."""
     received = [f"{name}: {value}" for name, value in headers.items()]
     received += [f"{name}={value}" for name, value in parse_qsl(query, keep_blank_values=True)]
+    received += [f'"{k}": {v}' for k, v in (body or {}).items() if isinstance(v, str)]
     message = "Invalid credentials. The request carried " + "; ".join(received)
     if style == "raw":
         return message.encode(), "text/plain; charset=utf-8"

@@ -271,7 +271,9 @@ class FakeProvider:
         if reply.echoes:
             return replace(reply, echoes=False, content=last_user_text(recorded.body))
         if reply.kind == "echo_credentials":
-            body, content_type = credential_echo(recorded.headers, recorded.query, reply.echo_style)
+            body, content_type = credential_echo(
+                recorded.headers, recorded.query, recorded.body, reply.echo_style
+            )
             return replace(reply, kind="fixed", body=body, content_type=content_type)
         return reply
 

@@ -214,9 +214,10 @@ class Reply:
 
     @classmethod
     def echo_credentials(cls, status: int = 401, *, style: EchoStyle = "json") -> Self:
-        """An auth error whose message repeats every header and query parameter the request
-        carried, keys included, as careless providers and gateways do: for testing that a key
-        never reaches an error, a log line or a span however it was sent.
+        """An auth error whose message repeats every header, query parameter and top-level text
+        field of the body the request carried, keys included, as careless providers and
+        gateways do: for testing that a key never reaches an error, a log line or a span
+        however it was sent.
 
         ``style`` is how the echo is written: ``json`` (a JSON error body, so quotes and
         backslashes in a key come escaped), ``php`` (also ``/`` as ``\\/``, as PHP's
