@@ -72,7 +72,7 @@ async def continued(
             if tools:
                 broken.add_note(
                     "It was not continued: it was producing tool calls, which a second "
-                    "model cannot finish for the first"
+                    "model cannot finish for the first."
                 )
                 raise broken  # the caller's ChatStream re-wraps it with the whole partial
             await current.aclose()
