@@ -33,7 +33,7 @@ class SyncChatStream:
 
     def open(self) -> Self:
         """Reach the commit point now, so failures before the first chunk raise here."""
-        self._loop.run(self._stream._committed())
+        self._loop.run(_committed(self._stream))
         return self
 
     def completion(self) -> ChatCompletion:
@@ -56,3 +56,8 @@ class SyncChatStream:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+async def _committed(stream: ChatStream) -> ChatStream:
+    """The stream once it reached its commit point: awaiting a ChatStream does exactly that."""
+    return await stream

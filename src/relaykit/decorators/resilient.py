@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from pydantic import PrivateAttr
 
 from relaykit._checks import is_number
+from relaykit._loop_thread import LoopThread
 from relaykit.backends.function import FunctionBackend
 from relaykit.classify import classify_exception, describe_exception
 from relaykit.errors import InvalidRequestError, RelayError
@@ -92,6 +93,9 @@ def resilient(
         if retry is not None:
             layers.append(_as_retry(retry))
         relay = Relay(targets=targets, middleware=layers)
+        # A sync function's calls run on one private loop thread, as Relay.complete's do; it
+        # starts on the first call.
+        loop = LoopThread()
         function_name = f"{fn.__module__}.{fn.__qualname__}"
 
         def request_for(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +135,7 @@ def resilient(
 
         @functools.wraps(fn)
         def run_sync(*args: Any, **kwargs: Any) -> Any:
-            return relay._loop.run(invoke(args, kwargs))  # the Relay's own loop thread
+            return loop.run(invoke(args, kwargs))
 
         run_sync.relay = relay  # type: ignore[attr-defined]
         return run_sync  # type: ignore[return-value]
