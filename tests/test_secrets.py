@@ -280,3 +280,23 @@ async def test_a_header_a_config_file_names_secret_shows_nowhere() -> None:
 
     assert provider.requests[0].header("X-Tenant-Pass") == PLAIN
     assert_never_shown(PLAIN, [*error_texts(caught.value), repr(relay.targets)])
+
+
+async def test_a_key_in_an_error_raised_by_users_own_code_is_masked_in_logs_and_spans() -> None:
+    from relaykit import FunctionBackend, ProviderError
+
+    key = "sk-" + "Z9" * 15  # shaped like a key: the net behind every log line and span
+
+    def broken(request: Any) -> str:
+        raise ProviderError(f"my gateway refused {key}")
+
+    outputs = Outputs()
+    relay = Relay(
+        targets=[FunctionBackend(broken, name="mine")],
+        middleware=[Logging(), OpenTelemetry(tracer_provider=outputs.tracer_provider)],
+    )
+    with capture_logs() as logs, pytest.raises(ProviderError):
+        await relay.acomplete(messages=HI)
+
+    assert any(line["event"] == "relaykit.failed" for line in logs)
+    assert_never_shown(key, outputs.texts(logs))

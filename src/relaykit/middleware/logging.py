@@ -49,6 +49,7 @@ from typing import Any
 import structlog
 from structlog.typing import BindableLogger
 
+from relaykit._secrets import mask_shapes
 from relaykit._thirdparty import is_lazy_proxy, proxy_caches_logger
 from relaykit.errors import RelayError, RouteStep
 from relaykit.events import (
@@ -275,8 +276,10 @@ def _ms(seconds: float) -> float:
 
 
 def _error_fields(error: RelayError) -> dict[str, Any]:
-    # str(error) is relaykit's own message ("target 'x' answered 503: ..."): never a key.
-    return {"error_type": type(error).__name__, "status": error.status, "error": str(error)}
+    # str(error) is relaykit's own message ("target 'x' answered 503: ..."), masked where it was
+    # built; the key-shape net catches an error a user's own middleware or function raised.
+    text = mask_shapes(str(error))
+    return {"error_type": type(error).__name__, "status": error.status, "error": text}
 
 
 _Fields = Callable[[Any], dict[str, Any]]

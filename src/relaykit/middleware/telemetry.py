@@ -25,6 +25,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from relaykit._secrets import mask_shapes
 from relaykit.errors import RelayError, StreamInterruptedError
 from relaykit.events import (
     AttemptFailed,
@@ -215,9 +216,15 @@ class OpenTelemetry:
             # Without the chain: a cause is another library's exception as it wrote it (the
             # openai SDK's, under @resilient), which may quote a key the provider echoed;
             # relaykit's own messages are masked.
-            stack = "".join(traceback.format_exception(error, chain=False))
-            span.record_exception(error, attributes={"exception.stacktrace": stack})
-        span.set_status(self._status(self._error_code, str(error) or error_type))
+            stack = mask_shapes("".join(traceback.format_exception(error, chain=False)))
+            span.record_exception(
+                error,
+                attributes={
+                    "exception.message": mask_shapes(str(error)),
+                    "exception.stacktrace": stack,
+                },
+            )
+        span.set_status(self._status(self._error_code, mask_shapes(str(error)) or error_type))
         span.end()
 
     def _route_attributes(
@@ -281,7 +288,7 @@ class OpenTelemetry:
             attempt.succeeded_ns = time.time_ns()
 
     def _attempt_failed(self, call: _CallTrace, e: AttemptFailed) -> None:
-        self._end_attempt(call, e.attempt, _error_type(e.error), str(e.error))
+        self._end_attempt(call, e.attempt, _error_type(e.error), mask_shapes(str(e.error)))
 
     def _retrying(self, call: _CallTrace, e: Retrying) -> None:
         self._end_open_attempts(call, e.target, e.error)
@@ -338,7 +345,7 @@ class OpenTelemetry:
         # (an attempt timeout) ended it without an AttemptFailed event.
         for number, attempt in list(call.attempts.items()):
             if attempt.succeeded_ns is None and (target is None or attempt.target == target):
-                self._end_attempt(call, number, _error_type(error), str(error))
+                self._end_attempt(call, number, _error_type(error), mask_shapes(str(error)))
 
     def _end_attempt(
         self, call: _CallTrace, number: int, error_type: str | None, message: str | None = None
