@@ -59,6 +59,13 @@ EXPECTED: dict[str, tuple[str, ...]] = {
         "classify -> Sentiment(label='positive', confidence=0.93)",
         "models the provider saw: ['gpt-4o', 'gpt-4o-mini']",
     ),
+    "strategies": (
+        "weights 3:1 -> east served 73, west 27",
+        "east slowed down -> the next calls go to west: True",
+        "slow primary hedged -> 'Hi from the backup' from backup",
+        "route: ['primary: lost', 'backup: answered']",
+        "hedges fired 1, won 1",
+    ),
     "from_config": (
         "model='smart' -> served by primary",
         "the same request again -> cached=True",
