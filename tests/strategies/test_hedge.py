@@ -5,7 +5,7 @@ that the providers' delays run on too, driven from one wake-up to the next."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import pytest
@@ -43,26 +43,6 @@ def target(provider: FakeProvider, name: str) -> Target:
     return Target(OpenAICompatible(provider.url, api_key="sk-test", model=f"{name}-m"), name=name)
 
 
-async def settle() -> None:
-    """Let loopback I/O run until it waits on the clock: requests arrive, answers are read."""
-    for _ in range(60):
-        await asyncio.sleep(0)
-
-
-async def drive(clock: FakeClock, call: Awaitable[T]) -> T:
-    """Run ``call``, moving the clock on to each next wake-up whenever everything waits."""
-    task = asyncio.ensure_future(call)
-    for _ in range(1000):  # bounded: a call here wakes a handful of times
-        await settle()
-        if task.done():
-            return task.result()
-        wakeup = clock.next_wakeup()
-        if wakeup is not None:
-            clock.advance(max(wakeup - clock.now(), 0.0))
-    task.cancel()
-    raise AssertionError("the call did not finish")
-
-
 async def until_closed(provider: FakeProvider) -> int:
     """The provider's open connections, once closed ones have been noticed."""
     for _ in range(200):
@@ -88,7 +68,7 @@ async def test_a_slow_first_target_is_hedged_and_the_loser_is_cancelled_and_clos
     )
     async with relay:
         started = clock.now()
-        answer = await drive(clock, relay.acomplete(messages=HI))
+        answer = await clock.drive(relay.acomplete(messages=HI), step_s=None)
         assert answer.content == "fast"
         assert clock.now() - started == pytest.approx(0.6)
         assert answer.relay is not None and answer.relay.target == "b"
@@ -111,7 +91,7 @@ async def test_a_first_target_that_commits_in_time_is_not_hedged(pair, clock) ->
     a.script(Reply.ok("in time").delayed(0.3))
     hedge = Hedge(after_s=0.5, budget=1.0)
     async with Relay(targets=[target(a, "a"), target(b, "b")], strategy=hedge, clock=clock) as r:
-        answer = await drive(clock, r.acomplete(messages=HI))
+        answer = await clock.drive(r.acomplete(messages=HI), step_s=None)
     assert answer.content == "in time" and b.request_count == 0
     assert hedge.stats.fired == 0
 
@@ -129,7 +109,7 @@ async def test_a_hedged_stream_wins_at_its_first_chunk_and_the_slow_stream_is_cl
             stream = await r.astream(messages=HI)
             return (await stream.completion()).content or ""
 
-        assert await drive(clock, read()) == "fast stream"
+        assert await clock.drive(read(), step_s=None) == "fast stream"
         assert await until_closed(a) == 0
 
 
@@ -139,7 +119,7 @@ async def test_a_failure_moves_on_at_once_without_waiting_for_the_hedge_delay(pa
     hedge = Hedge(after_s=5.0, budget=1.0)
     async with Relay(targets=[target(a, "a"), target(b, "b")], strategy=hedge, clock=clock) as r:
         started = clock.now()
-        answer = await drive(clock, r.acomplete(messages=HI))
+        answer = await clock.drive(r.acomplete(messages=HI), step_s=None)
     assert answer.relay is not None and answer.relay.target == "b"
     assert clock.now() == started  # no wait: a failure is not slowness
     assert [s.outcome for s in answer.relay.route] == ["failed", "answered"]
@@ -155,7 +135,7 @@ async def test_a_deterministic_failure_is_never_hedged(pair, clock) -> None:
         clock=clock,
     ) as r:
         with pytest.raises(InvalidRequestError, match="bad tool schema"):
-            await drive(clock, r.acomplete(messages=HI))
+            await clock.drive(r.acomplete(messages=HI), step_s=None)
     assert b.request_count == 0
 
 
@@ -171,7 +151,7 @@ async def test_a_deterministic_failure_after_the_hedge_started_cancels_the_hedge
         clock=clock,
     ) as r:
         with pytest.raises(InvalidRequestError):
-            await drive(clock, r.acomplete(messages=HI))
+            await clock.drive(r.acomplete(messages=HI), step_s=None)
         assert b.request_count == 1
         assert await until_closed(b) == 0
 
@@ -181,7 +161,7 @@ async def test_without_budget_a_slow_call_just_waits(pair, clock) -> None:
     a.script(Reply.ok("slow").delayed(2.0))
     hedge = Hedge(after_s=0.5, budget=0.0)
     async with Relay(targets=[target(a, "a"), target(b, "b")], strategy=hedge, clock=clock) as r:
-        answer = await drive(clock, r.acomplete(messages=HI))
+        answer = await clock.drive(r.acomplete(messages=HI), step_s=None)
     assert answer.content == "slow" and b.request_count == 0
     assert (hedge.stats.fired, hedge.stats.denied) == (0, 1)
 
@@ -192,12 +172,12 @@ async def test_the_percentile_delay_comes_from_recent_commit_times(pair, clock) 
     hedge = Hedge(after_percentile=0.9, min_samples=5, budget=1.0)
     async with Relay(targets=[target(a, "a"), target(b, "b")], strategy=hedge, clock=clock) as r:
         for _ in range(5):
-            await drive(clock, r.acomplete(messages=HI))
+            await clock.drive(r.acomplete(messages=HI), step_s=None)
         assert b.request_count == 0
         a.script(Reply.ok("slow").delayed(5.0))
         b.script(Reply.ok("hedged").delayed(0.1))
         started = clock.now()
-        answer = await drive(clock, r.acomplete(messages=HI))
+        answer = await clock.drive(r.acomplete(messages=HI), step_s=None)
     assert answer.content == "hedged"
     assert clock.now() - started == pytest.approx(0.3)  # hedged after the 0.2 s percentile
 
@@ -206,7 +186,7 @@ async def latencies(relay: Relay, clock: FakeClock, calls: int) -> list[float]:
     spent = []
     for _ in range(calls):
         started = clock.now()
-        await drive(clock, relay.acomplete(messages=HI))
+        await clock.drive(relay.acomplete(messages=HI), step_s=None)
         spent.append(clock.now() - started)
     return sorted(spent)
 
@@ -260,7 +240,7 @@ async def test_logging_writes_a_line_for_the_hedge_and_one_for_its_win(pair, clo
     targets = [target(a, "a"), target(b, "b")]
     with capture_logs() as logs:
         async with Relay(targets=targets, strategy=hedge, clock=clock, middleware=[Logging()]) as r:
-            await drive(clock, r.acomplete(messages=HI))
+            await clock.drive(r.acomplete(messages=HI), step_s=None)
     lines = {entry["event"]: entry for entry in logs}
     assert lines["relaykit.hedged"]["target"] == "a"
     assert lines["relaykit.hedged"]["to_target"] == "b"
@@ -281,7 +261,7 @@ async def test_hedge_over_fallback_groups_names_the_member_that_answered(clock) 
         west = Group("west", [target(w1, "west-1")], Fallback())
         hedge = Hedge(after_s=1.0, budget=1.0)
         async with Relay(targets=[east, west], strategy=hedge, clock=clock) as relay:
-            answer = await drive(clock, relay.acomplete(messages=HI))
+            answer = await clock.drive(relay.acomplete(messages=HI), step_s=None)
             assert await until_closed(e2) == 0
     assert answer.content == "west"
     assert answer.relay is not None and answer.relay.target == "west-1"

@@ -73,9 +73,11 @@ class FakeClock:
         return _FakeTimeout(self, seconds)
 
     async def drive(
-        self, work: Awaitable[T], *, step_s: float = 0.25, max_steps: int = 20_000
+        self, work: Awaitable[T], *, step_s: float | None = 0.25, max_steps: int = 20_000
     ) -> T:
-        """Await ``work`` while moving time forward ``step_s`` at a time (``auto_advance=False``).
+        """Await ``work`` while moving time forward ``step_s`` at a time (``auto_advance=False``),
+        or with ``step_s=None`` straight to each next wake-up (``next_wakeup``), so elapsed
+        times come out exact: a reply delayed 0.1 s after a 0.5 s hedge timer ends at 0.6 s.
 
         Between two steps the event loop runs for a while, so work on real sockets (a
         FakeProvider on this loop) makes progress before the clock moves: a timeout of many
@@ -88,7 +90,10 @@ class FakeClock:
                 if task.done():
                     return task.result()
                 await asyncio.sleep(0)
-            self.advance(step_s)
+            if step_s is not None:
+                self.advance(step_s)
+            elif (wakeup := self.next_wakeup()) is not None:
+                self.advance(max(wakeup - self._now, 0.0))
         task.cancel()
         raise AssertionError(f"the work was not done after {max_steps} steps of fake time")
 
