@@ -490,3 +490,20 @@ async def test_a_primary_that_recovers_gets_its_traffic_back_within_ten_seconds(
     assert all(target == "primary" for at, target in served if at >= back)
     # While it was down, the open circuit spared it most calls: they went straight to the fallback.
     assert primary.request_count < 25
+
+
+async def test_a_continuation_target_that_never_answers_fails_typed_in_bounded_time(
+    run: Callable[..., Awaitable[Outcome]], placement: str
+) -> None:
+    def silent(request: RecordedRequest) -> Reply:
+        return Reply.hang()
+
+    outcome = await run(Scenario("fallback silent too", Reply.ok(ANSWER).drop_after(CUT), silent))
+    assert isinstance(outcome.error, StreamInterruptedError)
+    assert outcome.error.partial.content == SENT
+    assert "'fallback' failed" in str(outcome.error)
+    # Each continuation attempt is bounded by first_token_s; a Retry in the (last) target may
+    # try it three times.
+    attempts = len(outcome.fallback_requests)
+    assert attempts == (1 if placement == AROUND else 3)
+    assert 10 * attempts <= outcome.elapsed_s <= 10 * attempts + 3
