@@ -539,3 +539,18 @@ def test_numbers_as_text_are_read_in_a_file_and_refused_in_code() -> None:
     assert isinstance(relay.middleware[0], Retry) and relay.middleware[0].policy.attempts == 3
     with pytest.raises(ValueError, match="attempts must be a whole number of at least 1"):
         Retry(attempts="3")  # type: ignore[arg-type]
+
+
+def test_a_misspelled_setting_is_suggested() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Relay.from_config({"target": [{"base_url": "http://127.0.0.1:1/v1"}]})
+
+    assert caught.value.path == "target"
+    assert "did you mean 'targets'?" in caught.value.problem
+
+
+def test_a_misspelled_target_setting_is_suggested_from_the_target_settings() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Relay.from_config({"targets": [{"base_url": "http://127.0.0.1:1/v1", "modle": "m"}]})
+
+    assert "did you mean 'model'?" in caught.value.problem

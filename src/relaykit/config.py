@@ -175,7 +175,11 @@ def load_config(source: str | Path | Mapping[str, Any]) -> RelayConfig:
         error = best_error(exc.errors(include_url=False))
         where = error_path(error, "config", data)
         if error["type"] == "extra_forbidden":
-            what = "is not a known setting here; check its spelling against docs/config.md"
+            close = difflib.get_close_matches(
+                str(error["loc"][-1]), _settings_near(data, error["loc"]), n=1
+            )
+            check = f"did you mean {close[0]!r}? Check" if close else "check"
+            what = f"is not a known setting here; {check} its spelling against docs/config.md"
         elif where in expanded:
             what = problem(error, expanded[where].described())
         else:
@@ -185,6 +189,22 @@ def load_config(source: str | Path | Mapping[str, Any]) -> RelayConfig:
         raise ConfigError(where, what) from None
     config._expanded = expanded
     return config
+
+
+def _settings_near(data: Any, loc: Sequence[int | str]) -> set[str]:
+    """The setting names a misspelled key at ``loc`` was likely meant as, for "did you mean":
+    those of the sections whose settings include every other key next to it."""
+    node = data
+    for part in loc[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+            break
+    siblings = set(node) - {loc[-1]} if isinstance(node, Mapping) else set()
+    sections = [m.model_fields for m in _Strict.__subclasses__()]
+    near = {name for fields in sections if siblings <= set(fields) for name in fields}
+    return near or {name for fields in sections for name in fields}
 
 
 def build_relay_arguments(config: RelayConfig) -> dict[str, Any]:
