@@ -50,11 +50,14 @@ async def main(job: dict[str, Any]) -> dict[str, Any]:
         listeners=[events.append],
     )
     outcomes: dict[str, int] = {}
+    last_ok = 0.0
 
     async def call(text: str) -> None:
+        nonlocal last_ok
         try:
             answer = await relay.acomplete(messages=[{"role": "user", "content": text}])
             outcome = "cached" if answer.relay is not None and answer.relay.cached else "ok"
+            last_ok = time.time()
         except LocalRateLimitError:
             outcome = "rate_limited"
         except CircuitOpenError:
@@ -69,6 +72,7 @@ async def main(job: dict[str, Any]) -> dict[str, Any]:
 
     print("ready", flush=True)
     assert sys.stdin.readline().strip() == "go"
+    started = time.time()  # wall clock: the processes of one test share a host
     if "seconds" in job:  # concurrent loops, each calling again until the time is up
         until = time.monotonic() + job["seconds"]
         await asyncio.gather(*(hammer(until) for _ in range(job["concurrency"])))
@@ -77,7 +81,7 @@ async def main(job: dict[str, Any]) -> dict[str, Any]:
     await relay.aclose()
     await store.aclose()
     degraded = [e.error for e in events if isinstance(e, StoreDegraded)]
-    return {"outcomes": outcomes, "degraded": degraded}
+    return {"outcomes": outcomes, "degraded": degraded, "started": started, "last_ok": last_ok}
 
 
 if __name__ == "__main__":

@@ -39,6 +39,13 @@ def assert_none_degraded(results: list[dict[str, Any]]) -> None:
     assert [result["degraded"] for result in results] == [[]] * len(results)
 
 
+def allowed_by_60_rpm(results: list[dict[str, Any]]) -> int:
+    """What a 60-rpm bucket (burst 60) allows from the first start to the last answer: the
+    full burst, plus one request per whole second that passed (usually none)."""
+    span_s = max(r["last_ok"] for r in results) - min(r["started"] for r in results)
+    return 60 + int(span_s)
+
+
 # --- one rate limit ---------------------------------------------------------------------------
 
 
@@ -46,12 +53,13 @@ def test_four_processes_hammering_one_60_rpm_limit_send_60_requests_in_total(
     redis_url: str, redis_prefix: str
 ) -> None:
     with FakeProvider() as provider:
-        # 0.4 s of calls: the bucket refills one request per second, so none more is due.
+        # 0.4 s of calls: the bucket refills one request per second, so none more is due
+        # unless a loaded machine stretches the run past a second.
         work = jobs(4, provider, redis_url, redis_prefix, kind="rate", rpm=60)
         results = run_workers([{**job, "seconds": 0.4, "concurrency": 4} for job in work])
 
-        assert provider.request_count == 60
-    assert total(results, "ok") == 60
+        assert 60 <= provider.request_count <= allowed_by_60_rpm(results)
+    assert total(results, "ok") == provider.request_count
     assert total(results, "rate_limited") > 0
     assert_none_degraded(results)
 
@@ -63,9 +71,9 @@ def test_a_thousand_concurrent_calls_over_four_processes_send_60_requests_in_tot
         work = jobs(4, provider, redis_url, redis_prefix, kind="rate", rpm=60, calls=250)
         results = run_workers(work)
 
-        assert provider.request_count == 60
-    assert total(results, "ok") == 60
-    assert total(results, "rate_limited") == 940
+        assert 60 <= provider.request_count <= allowed_by_60_rpm(results)
+    assert total(results, "ok") == provider.request_count
+    assert total(results, "rate_limited") == 1000 - provider.request_count
     assert_none_degraded(results)
 
 
