@@ -52,7 +52,7 @@ async def main(job: dict[str, Any]) -> dict[str, Any]:
     outcomes: dict[str, int] = {}
     last_ok = 0.0
 
-    async def call(text: str) -> None:
+    async def call(text: str) -> str:
         nonlocal last_ok
         try:
             answer = await relay.acomplete(messages=[{"role": "user", "content": text}])
@@ -65,15 +65,18 @@ async def main(job: dict[str, Any]) -> dict[str, Any]:
         except RelayError as exc:
             outcome = type(exc).__name__
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        return outcome
 
     async def hammer(until: float) -> None:
-        while time.monotonic() < until:
-            await call("hello")
+        # Until refused three times in a row (the limit is used up), or the time is up.
+        refused = 0
+        while refused < 3 and time.monotonic() < until:
+            refused = refused + 1 if await call("hello") == "rate_limited" else 0
 
     print("ready", flush=True)
     assert sys.stdin.readline().strip() == "go"
     started = time.time()  # wall clock: the processes of one test share a host
-    if "seconds" in job:  # concurrent loops, each calling again until the time is up
+    if "seconds" in job:  # concurrent loops, each calling again until refused or out of time
         until = time.monotonic() + job["seconds"]
         await asyncio.gather(*(hammer(until) for _ in range(job["concurrency"])))
     else:  # this many concurrent calls, once

@@ -53,10 +53,11 @@ def test_four_processes_hammering_one_60_rpm_limit_send_60_requests_in_total(
     redis_url: str, redis_prefix: str
 ) -> None:
     with FakeProvider() as provider:
-        # 0.4 s of calls: the bucket refills one request per second, so none more is due
-        # unless a loaded machine stretches the run past a second.
+        # Each loop calls until refused three times in a row (at most 10 s): the bucket then
+        # refills one request per second, which counts only if a loaded machine stretches the
+        # run past a second.
         work = jobs(4, provider, redis_url, redis_prefix, kind="rate", rpm=60)
-        results = run_workers([{**job, "seconds": 0.4, "concurrency": 4} for job in work])
+        results = run_workers([{**job, "seconds": 10, "concurrency": 4} for job in work])
 
         assert 60 <= provider.request_count <= allowed_by_60_rpm(results)
     assert total(results, "ok") == provider.request_count
