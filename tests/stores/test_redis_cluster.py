@@ -27,10 +27,12 @@ def cluster() -> Iterator[Cluster]:
 async def test_cache_limits_and_breakers_work_on_a_cluster_with_each_decision_in_one_slot(
     cluster: Cluster, provider: FakeProvider, stores: StoreFactory, redis_prefix: str
 ) -> None:
-    provider.default = Reply.ok(usage={"prompt_tokens": 10, "completion_tokens": 5})
+    # 5,000 tokens a call at 100,000 a minute: the token bucket's key lives 3 s, long enough
+    # to be seen below (a bucket that has refilled is no key at all).
+    provider.default = Reply.ok(usage={"prompt_tokens": 4000, "completion_tokens": 1000})
     store = stores(url=cluster.url, cluster=True)
     events: list[Event] = []
-    limit = RateLimit(rpm=60, tpm=10_000, store=store, per_tenant=True)
+    limit = RateLimit(rpm=60, tpm=100_000, store=store, per_tenant=True)
     guards = [CircuitBreaker(store=store), limit]
     backend = OpenAICompatible(provider.url, api_key="sk-test", model="m")
     relay = Relay(
