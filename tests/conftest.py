@@ -1,8 +1,10 @@
-"""Shared fixtures: a running FakeProvider and a factory of backends pointed at one."""
+"""Shared fixtures: a running FakeProvider, a factory of backends pointed at one, and Redis."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -37,3 +39,39 @@ async def backend() -> AsyncIterator[BackendFactory]:
     yield make
     for created in made:
         await created.aclose()
+
+
+# --- Redis: the one `make test` found or started (scripts/ensure-redis.sh) -------------------
+
+REDIS_URL_VARIABLE = "RELAYKIT_TEST_REDIS_URL"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis. Tests that need one fail, never skip, when none answers."""
+    import redis
+
+    url = os.environ.get(REDIS_URL_VARIABLE) or "redis://127.0.0.1:6379/0"
+    try:
+        with redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2) as client:
+            client.ping()
+    except (redis.RedisError, OSError) as exc:
+        pytest.fail(
+            f"no Redis answers at {url} ({exc}); run `make test` (scripts/ensure-redis.sh "
+            f"starts one) or set {REDIS_URL_VARIABLE}",
+            pytrace=False,
+        )
+    return url
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    import redis
+
+    prefix = f"relaykit-test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    with redis.Redis.from_url(url=redis_url, socket_timeout=5) as client:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)

@@ -63,3 +63,33 @@ def test_hedging_benchmark_quick_run_writes_both_distributions_and_its_plot(
         assert len(results[side]["latencies_ms"]) == results[side]["calls"] > 0
     assert results["fallback"]["requests"] == results["fallback"]["calls"]
     assert results["hedge"]["hedges"]["budget"] == 0.1
+
+
+REDIS_STORE = SCRIPT.parent / "redis_store.py"
+
+
+def test_redis_store_benchmark_quick_run_counts_round_trips_and_the_shared_limit(
+    tmp_path: Path,
+) -> None:
+    # Three processes import LiteLLM; the timeout only stops a run that hangs.
+    done = subprocess.run(
+        [sys.executable, str(REDIS_STORE), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REDIS_STORE.parent,
+    )
+
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "relaykit: let " in done.stdout and "litellm: let " in done.stdout
+    report = json.loads((tmp_path / "redis_store.json").read_text())
+    assert report["meta"]["network_attempts_blocked"] == []
+    results = report["results"]
+    assert results["verdict"]["commands_per_call"] == {
+        "cache hit, Redis": 1.0,
+        "rate check, Redis": 1.0,
+        "Redis round trip": 1.0,
+    }
+    relaykit = results["shared_limit"]["relaykit"]
+    assert 0 < relaykit["let_through"] <= relaykit["allowed"]
+    assert (tmp_path / "redis_store.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -459,7 +459,7 @@ def test_an_option_a_file_cannot_set_is_named_as_code_only_and_never_listed() ->
         Relay.from_config(
             {
                 "targets": [{"base_url": "http://127.0.0.1:1/v1"}],
-                "middleware": [{"cache": {"store": "x"}}],
+                "middleware": [{"retry": {"wait": "x"}}],
             }
         )
     with pytest.raises(ConfigError) as typo:
@@ -470,14 +470,14 @@ def test_an_option_a_file_cannot_set_is_named_as_code_only_and_never_listed() ->
             }
         )
 
-    assert code_only.value.path == "middleware[0].cache.store"
-    assert (
-        "is set in code only (Cache(store=...)); a file can set ttl_s, max_entries, namespace"
-        in (code_only.value.problem)
+    assert code_only.value.path == "middleware[0].retry.wait"
+    assert code_only.value.problem.startswith(
+        "is set in code only (Retry(wait=...)); a file can set"
     )
+    assert " wait" not in code_only.value.problem.split("can set", 1)[1]
     assert typo.value.problem == (
         "is not an option of cache; did you mean 'ttl_s'? A file can set ttl_s, max_entries, "
-        "namespace"
+        "store, namespace"
     )
 
 

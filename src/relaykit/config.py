@@ -31,6 +31,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -65,6 +66,9 @@ MIDDLEWARE: dict[str, str] = {
     "rate_limit": "relaykit.middleware.rate_limit:RateLimit",
     "opentelemetry": "relaykit.middleware.telemetry:OpenTelemetry",
 }
+# Middlewares that keep state in a store, which a config names with `store:`.
+_STATEFUL = frozenset({"cache", "rate_limit", "circuit_breaker"})
+_STATEFUL_CLASSES = frozenset({"Cache", "RateLimit", "CircuitBreaker"})
 # Middleware options that take error types; a config file names them.
 _ERROR_RULE_OPTIONS = frozenset({"retry_on", "failure_on"})
 # What a file's value can be for any other option (see file_options).
@@ -134,7 +138,13 @@ class GroupConfig(_Strict):
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
 
 
+# Where cache, rate_limit and circuit_breaker keep state: "memory" (in-process, the default), a
+# Redis URL, or a mapping of RedisStore's arguments ({url: ..., prefix: ..., cluster: ...}).
+StoreSetting = str | dict[str, Any]
+
+
 class RelayConfig(_Strict):
+    store: StoreSetting | None = None
     targets: list[TargetConfig] = Field(default_factory=list)
     groups: dict[str, GroupConfig] = Field(default_factory=dict)
     middleware: list[MiddlewareEntry] = Field(default_factory=list)
@@ -222,10 +232,11 @@ def build_relay_arguments(config: RelayConfig) -> dict[str, Any]:
 
 
 def _relay_arguments(config: RelayConfig) -> dict[str, Any]:
+    stores = _Stores(config.store)
     if not config.targets and not config.routes:
         raise ConfigError("targets", "name at least one target (or give routes)")
     targets = _grouped(
-        [_target(t, f"targets[{i}]") for i, t in enumerate(config.targets)], config.groups
+        [_target(t, f"targets[{i}]", stores) for i, t in enumerate(config.targets)], config.groups
     )
     # A route may name a group or any target, grouped or not.
     by_name = {t.label: t for entry in targets for t in (entry, *_members(entry))}
@@ -240,11 +251,11 @@ def _relay_arguments(config: RelayConfig) -> dict[str, Any]:
                     raise ConfigError(where, f"names no target; targets are {known}")
                 routes[alias].append(by_name[entry])
             else:
-                routes[alias].append(_target(entry, where))
+                routes[alias].append(_target(entry, where, stores))
     return {
         "targets": targets,
         "routes": routes or None,
-        "middleware": _middleware(config.middleware, "middleware"),
+        "middleware": _middleware(config.middleware, "middleware", stores),
         "strategy": _strategy(config.strategy, {t.label for t in targets}),
     }
 
@@ -282,7 +293,7 @@ def _members(entry: Target | Group) -> tuple[Target | Group, ...]:
     return entry.members if isinstance(entry, Group) else ()
 
 
-def _target(config: TargetConfig, where: str) -> Target:
+def _target(config: TargetConfig, where: str, stores: _Stores) -> Target:
     options: dict[str, Any] = {
         key: value
         for key, value in config.model_dump(
@@ -316,13 +327,15 @@ def _target(config: TargetConfig, where: str) -> Target:
     return Target(
         backend,
         name=config.name,
-        middleware=_middleware(config.middleware, f"{where}.middleware"),
+        middleware=_middleware(config.middleware, f"{where}.middleware", stores),
         context_window=config.context_window,
         prefill=config.prefill,
     )
 
 
-def _middleware(entries: Sequence[MiddlewareEntry], where: str) -> list[Middleware]:
+def _middleware(
+    entries: Sequence[MiddlewareEntry], where: str, stores: _Stores
+) -> list[Middleware]:
     layers: list[Middleware] = []
     for i, entry in enumerate(entries):
         place = f"{where}[{i}]"
@@ -361,6 +374,10 @@ def _middleware(entries: Sequence[MiddlewareEntry], where: str) -> list[Middlewa
             if option in _ERROR_RULE_OPTIONS:
                 where_rules = subpath(subpath(place, name), option)
                 options = {**options, option: _error_rules(value, where_rules)}
+        if name in _STATEFUL:  # the entry's own store, else the top-level one
+            store = stores.get(options.pop("store", None), subpath(subpath(place, name), "store"))
+            if store is not None:
+                options = {**options, "store": store}
         try:
             layers.append(factory(**options))
         except (TypeError, ValueError) as exc:
@@ -381,6 +398,7 @@ def file_options(factory: Callable[..., Any]) -> dict[str, inspect.Parameter]:
         if p.kind in named
         and (
             p.name in _ERROR_RULE_OPTIONS
+            or (p.name == "store" and factory.__name__ in _STATEFUL_CLASSES)
             or set(str(p.annotation).replace(" ", "").split("|")) <= _FILE_VALUE_TYPES
         )
     }
@@ -395,6 +413,59 @@ def _at_argument(where: str, options: Mapping[str, Any], exc: Exception) -> str:
         if message.startswith(option) and not (rest.isalnum() or rest == "_"):
             return subpath(where, option)
     return where
+
+
+class _Stores:
+    """The stores a config names, each made once: middlewares naming the same store share it
+    (one connection pool), and the top-level ``store`` is the default of every stateful one."""
+
+    def __init__(self, default: StoreSetting | None) -> None:
+        self.default = default
+        self._made: dict[str, object] = {}
+
+    def get(self, setting: Any, where: str) -> object | None:
+        """The store ``setting`` names (the default when None), or None for in-process."""
+        if setting is None:
+            setting, where = self.default, "store"
+        if setting is None or setting == "memory":
+            return None
+        if isinstance(setting, str):
+            options: dict[str, Any] = {"url": setting}
+        elif isinstance(setting, Mapping) and "url" in setting:
+            options = dict(setting)
+        else:
+            raise ConfigError(
+                where,
+                "must be memory, a Redis URL (redis://127.0.0.1:6379/0) or a mapping with url "
+                "and RedisStore's other options (prefix, timeout_s, cluster, ...)",
+            )
+        key = json.dumps(options, sort_keys=True, default=str)
+        if key not in self._made:
+            self._made[key] = _redis_store(options, where)
+        return self._made[key]
+
+
+def _redis_store(options: dict[str, Any], where: str) -> object:
+    try:
+        from relaykit.stores.redis import RedisStore
+    except ImportError:  # pragma: no cover - the redis extra is part of the dev install
+        raise ConfigError(where, "needs the redis extra: pip install 'relaykit[redis]'") from None
+    allowed = [p for p in inspect.signature(RedisStore).parameters if p != "clock"]
+    for option in options:
+        if option not in allowed:
+            raise ConfigError(
+                subpath(where, option),
+                f"is not an option of RedisStore; its options are {', '.join(allowed)}",
+            )
+    url = options.pop("url")
+    try:
+        return RedisStore(url, **options)
+    except (TypeError, ValueError) as exc:
+        argument = str(exc).split(" ", 1)[0]
+        place = subpath(where, argument) if argument in allowed and argument != "url" else where
+        raise ConfigError(place, str(exc)) from None
+    except ConnectionError as exc:
+        raise ConfigError(where, str(exc)) from None
 
 
 def _strategy(config: StrategyConfig, targets: set[str], at: str = "strategy") -> Strategy:

@@ -35,6 +35,8 @@ __all__ = [
     "Listener",
     "RateLimited",
     "Retrying",
+    "StoreDegraded",
+    "StoreRecovered",
 ]
 
 
@@ -127,6 +129,24 @@ class RateLimited(Event):
     target: str
     wait_s: float
     limit: str
+
+
+@dataclass(slots=True)
+class StoreDegraded(Event):
+    """A shared store (Redis) stopped answering: until it recovers, caches miss and limits and
+    breakers use this process's own state. ``store`` names it (password masked); ``error``
+    says what failed. Sent once per outage, through the call that noticed it."""
+
+    store: str
+    error: str
+
+
+@dataclass(slots=True)
+class StoreRecovered(Event):
+    """A shared store answers again after ``down_s`` seconds: state is shared once more."""
+
+    store: str
+    down_s: float
 
 
 @dataclass(slots=True)

@@ -36,6 +36,12 @@ followers go on as misses, one new leader at a time. A streamed leader is waited
 until its first chunk: after that the stream belongs to its caller, who may stop reading at any
 moment and still hold it, so its followers go on as misses then (one new leader at a time, and
 the stream's answer is stored once it ends cleanly).
+
+**Across processes**, with a store shared by several (``RedisStore``, a ``FlightStore``): of
+concurrent identical misses in different processes one asks upstream and the others wait for
+its answer in the store, for at most the store's bound (``flight_s``) and the call's deadline;
+if the leader fails, streams or dies, a waiter asks itself. A store that reports its health
+(``ReportsHealth``) has its ``StoreDegraded``/``StoreRecovered`` events passed on.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import math
 from dataclasses import dataclass
 from hashlib import blake2b
 
@@ -51,7 +58,8 @@ from relaykit._checks import positive_seconds
 from relaykit.errors import CacheMissError, RelayError
 from relaykit.events import CacheHit, CacheMiss
 from relaykit.pipeline import CallContext, Handler, Response
-from relaykit.stores.cache import CacheStore, FrozenCompletion, MemoryCacheStore
+from relaykit.stores.cache import CacheStore, FlightStore, FrozenCompletion, MemoryCacheStore
+from relaykit.stores.health import health_of, report_health
 from relaykit.stream import ChatStream
 from relaykit.types import ChatCompletion, ChatRequest, RelayInfo, set_relay_info
 
@@ -135,6 +143,8 @@ class Cache:
         # unused argument still fails here rather than silently later.
         default = MemoryCacheStore(max_entries=max_entries)
         self.store: CacheStore = store if store is not None else default
+        self._shared = store if isinstance(store, FlightStore) else None
+        self._health = health_of(store)
         self._prefix = f"{len(namespace)}:{namespace}"
         self._flights: dict[str, _Flight] = {}
         self._writes = BackgroundTasks()
@@ -169,6 +179,8 @@ class Cache:
                 ctx.emit(CacheMiss(key))
             return await self._lead(request, ctx, call_next, key, None)
         cached = await self.store.get(key, ctx.clock.now())
+        if self._health is not None:
+            report_health(self._health, ctx)
         if cached is not None and (
             ctx.cache_max_age_s is None or cached.age_s <= ctx.cache_max_age_s
         ):
@@ -200,6 +212,17 @@ class Cache:
             ctx.emit(CacheMiss(key))
         flight = asyncio.get_running_loop().create_future()
         self._flights[key] = flight
+        if self._shared is not None:
+            try:
+                found = await self._shared.join_flight(key, ctx.clock.now(), _patience(ctx))
+            except BaseException:
+                self._land(key, flight, None)
+                raise
+            if found is not None:  # another process asked and stored the answer meanwhile
+                self._land(key, flight, found.entry)
+                if CacheHit in ctx.observed:
+                    ctx.emit(CacheHit(key, found.age_s))
+                return found.entry.thaw()
         return await self._lead(request, ctx, call_next, key, flight)
 
     async def _lead(
@@ -219,9 +242,11 @@ class Cache:
         except RelayError as exc:
             if flight is not None:
                 self._land(key, flight, _SharedError.of(exc))
+            self._end_shared_flight(key, flight)
             raise
         except BaseException:
             self._land(key, flight, None)
+            self._end_shared_flight(key, flight)
             raise
         ttl_s = ctx.cache_ttl_s if ctx.cache_ttl_s is not None else self.ttl_s
         if isinstance(result, ChatStream):
@@ -230,6 +255,7 @@ class Cache:
             # follower waits for its end. They go on as misses, one new leader at a time; the
             # stream is still stored once it ends cleanly.
             self._land(key, flight, None)
+            self._end_shared_flight(key, flight)
             result.on_finish(_StreamLanding(self, key, ctx, ttl_s))
             return result
         _remember_target(result, ctx.target)
@@ -257,7 +283,14 @@ class Cache:
                 self._land(key, flight, shared)
         else:
             self._land(key, flight, shared)
+            self._end_shared_flight(key, flight)
         return result
+
+    def _end_shared_flight(self, key: str, flight: _Flight | None) -> None:
+        """Let another process's waiter ask at once when this leader stores nothing (its set
+        would have ended the flight); in the background, as the caller should not wait."""
+        if flight is not None and self._shared is not None:
+            self._writes.spawn(self._shared.end_flight(key))
 
     def _land(self, key: str, flight: _Flight | None, outcome: _Outcome) -> None:
         """End a flight: share ``outcome`` with its followers and let the next miss lead."""
@@ -365,6 +398,12 @@ class _StreamLanding:
         if _complete(completion):
             _remember_target(completion, stream.target)
             self.cache._store_later(self.key, completion, self.ctx.clock.now(), self.ttl_s)
+
+
+def _patience(ctx: CallContext) -> float:
+    """How long a miss may wait for another process's identical call: until its deadline."""
+    remaining = ctx.remaining()
+    return math.inf if remaining is None else max(remaining, 0.0)
 
 
 def _remember_target(completion: ChatCompletion, target: str | None) -> None:

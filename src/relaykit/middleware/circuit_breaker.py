@@ -39,6 +39,7 @@ from relaykit.stores.breaker import (
     Outcome,
     Transition,
 )
+from relaykit.stores.health import health_of, report_health
 from relaykit.stream import ChatStream
 from relaykit.types import ChatRequest
 
@@ -117,7 +118,14 @@ class CircuitBreaker:
             half_open_probes=whole_number("half_open_probes", half_open_probes, minimum=1),
             probe_lease_s=max(cooldown, _PROBE_LEASE_FLOOR_S),
         )
+        if store is not None and not isinstance(store, BreakerStore):
+            raise ValueError(
+                "store must implement BreakerStore (async admit, record and release), "
+                f"got {store!r}"
+            )
         self.store: BreakerStore = store if store is not None else MemoryBreakerStore()
+        # A shared store that falls back to in-process state says so through calls' events.
+        self._health = health_of(store)
         self.failure_on = check_rules(
             "failure_on", failure_on if failure_on is not None else DEFAULT_FAILURES
         )
@@ -168,6 +176,8 @@ class CircuitBreaker:
         store, policy = self.store, self.policy
         now = ctx.clock.now()
         admission = await store.admit(key, now, policy)
+        if self._health is not None:
+            report_health(self._health, ctx)
         if not admission.allowed:
             if admission.wait_s is not None:
                 self._seen_open[key] = (now + admission.wait_s, admission.reason)

@@ -68,6 +68,8 @@ from relaykit.events import (
     HedgeWon,
     RateLimited,
     Retrying,
+    StoreDegraded,
+    StoreRecovered,
 )
 from relaykit.outcome import completed_event, served
 from relaykit.pipeline import CallContext, Handler, Response
@@ -344,6 +346,16 @@ _LINES: dict[type[Event], tuple[int, str, _Fields]] = {
         _INFO,
         "relaykit.hedge_won",
         lambda e: {"target": e.target, "over": list(e.over)},
+    ),
+    StoreDegraded: (
+        _WARNING,
+        "relaykit.store_degraded",
+        lambda e: {"store": e.store, "error": e.error},
+    ),
+    StoreRecovered: (
+        _INFO,
+        "relaykit.store_recovered",
+        lambda e: {"store": e.store, "down_s": round(e.down_s, 3)},
     ),
     AttemptStarted: (
         _DEBUG,

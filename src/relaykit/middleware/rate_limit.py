@@ -19,6 +19,7 @@ from relaykit.clock import Clock
 from relaykit.errors import LocalRateLimitError
 from relaykit.events import RateLimited
 from relaykit.pipeline import CallContext, Handler, Response
+from relaykit.stores.health import health_of, report_health
 from relaykit.stores.rate_limit import Bucket, MemoryRateLimitStore, RateLimitStore
 from relaykit.stream import ChatStream
 from relaykit.tokens import estimate_completion_tokens, estimate_prompt_tokens
@@ -54,6 +55,11 @@ class RateLimit:
     one is given. Keys are ``rate:{target}:requests`` and ``rate:{target}:tokens``, with
     ``:tenant:{tenant}`` after the target when per tenant.
 
+    With a shared store (``RedisStore``) every process draws from the same buckets. When that
+    store cannot reach its server, it decides from this process's own buckets (each process
+    then allows the whole limit) and a ``StoreDegraded`` event says so; ``fail_closed=True``
+    refuses those calls instead, with ``LocalRateLimitError`` and no request.
+
     A call that fails before anything was sent upstream gives its units back; one that failed
     after keeps them, since the provider counts failed requests too. A queued or refused call
     emits ``RateLimited(target, wait_s, limit)`` (``limit`` like ``"600 requests/min"``).
@@ -64,9 +70,11 @@ class RateLimit:
     __slots__ = (
         "_buckets",
         "_full_until",
+        "_health",
         "_limits",
         "_settlements",
         "burst",
+        "fail_closed",
         "max_wait_s",
         "per_tenant",
         "rpm",
@@ -83,6 +91,7 @@ class RateLimit:
         max_wait_s: float = 0.0,
         store: RateLimitStore | None = None,
         per_tenant: bool = False,
+        fail_closed: bool = False,
     ) -> None:
         if rpm is None and tpm is None:
             raise ValueError("RateLimit needs rpm, tpm or both (per-minute limits); got neither")
@@ -109,6 +118,16 @@ class RateLimit:
             raise ValueError(
                 f"store must be a RateLimitStore (async acquire and adjust), got {store!r}"
             )
+        if not isinstance(fail_closed, bool):
+            raise ValueError(f"fail_closed must be True or False, got {fail_closed!r}")
+        health = health_of(store)
+        if fail_closed and health is None:
+            raise ValueError(
+                "fail_closed=True needs a shared store that can fail (store=RedisStore(...)); "
+                f"the store here never does: {store!r}"
+            )
+        self.fail_closed = fail_closed
+        self._health = health
         self.rpm = rpm
         self.tpm = tpm
         self.burst = burst if burst is not None else rpm
@@ -139,6 +158,8 @@ class RateLimit:
             parts.append(f"max_wait_s={self.max_wait_s!r}")
         if self.per_tenant:
             parts.append("per_tenant=True")
+        if self.fail_closed:
+            parts.append("fail_closed=True")
         return f"RateLimit({', '.join(parts)})"
 
     async def __call__(
@@ -161,6 +182,12 @@ class RateLimit:
         if remaining is not None and remaining < budget:
             budget = max(remaining, 0.0)
         verdict = await self.store.acquire(buckets, amounts, now=clock.now(), max_wait_s=budget)
+        if self._health is not None:
+            report_health(self._health, ctx)
+            if verdict.degraded and self.fail_closed:
+                if verdict.granted:
+                    await self._give_back(buckets, amounts, clock)
+                raise self._store_down(target, tenant)
         if verdict.wait_s:
             limit = self._limits[verdict.limited_by]
             if RateLimited in ctx.observed:
@@ -256,6 +283,15 @@ class RateLimit:
             advice = ". Raise RateLimit(max_wait_s=...) to queue instead"
         return LocalRateLimitError(
             head + advice, target=None if target == _NO_TARGET else target, retry_after=wait_s
+        )
+
+    def _store_down(self, target: str, tenant: str | None) -> LocalRateLimitError:
+        whose = f" for tenant {tenant!r}" if tenant is not None else ""
+        return LocalRateLimitError(
+            f"is refused: its shared rate-limit store {self.store!r} cannot be reached and "
+            f"RateLimit(fail_closed=True) refuses rather than count {', '.join(self._limits)}"
+            f"{whose} in this process alone. Bring the store back, or use fail_closed=False",
+            target=None if target == _NO_TARGET else target,
         )
 
     def _never_fits(

@@ -15,7 +15,7 @@ shared clock (Redis ``TIME``) instead, since monotonic clocks of two processes d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 __all__ = [
     "ADMITTED",
@@ -103,6 +103,7 @@ class Transition:
 CLOSED = Transition(False)
 
 
+@runtime_checkable
 class BreakerStore(Protocol):
     """Where circuit state lives, keyed by target name; atomic per key.
 

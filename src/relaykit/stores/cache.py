@@ -12,13 +12,15 @@ provider set (serializing is cheaper than a deep copy, and parsing back with pyd
 too), the answer's class, the target that gave it, and a deep copy of any other private
 attribute, so a subclass carrying a value of its own survives and each hit gets its own copy
 of that value. ``thaw()`` gives every caller a fresh ChatCompletion. A shared store writes
-``entry.data`` behind a format version, so entries written by another relaykit version read as
-misses, not as garbage.
+``entry.to_bytes()``: the data behind a format version line, so entries written by another
+relaykit version read as misses (``from_bytes`` returns None), not as garbage.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import sys
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, runtime_checkable
 
@@ -27,10 +29,20 @@ from cachetools import LRUCache
 from relaykit._checks import whole_number
 from relaykit.types import ChatCompletion, RelayInfo, set_relay_info
 
-__all__ = ["CacheStore", "CachedCompletion", "FrozenCompletion", "MemoryCacheStore"]
+__all__ = [
+    "FROZEN_FORMAT",
+    "CacheStore",
+    "CachedCompletion",
+    "FlightStore",
+    "FrozenCompletion",
+    "MemoryCacheStore",
+]
 
 # Private values of these types cannot be changed in place, so they are shared, not copied.
 _IMMUTABLE: Final = frozenset({type(None), bool, int, float, str, bytes})
+# The first line of every entry a shared store holds; a new layout gets a new number, and an
+# entry whose line differs reads as a miss.
+FROZEN_FORMAT: Final = b"relaykit.frozen/1\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +72,38 @@ class FrozenCompletion:
             info.target if info is not None else None,
             _own(others) if others else None,
         )
+
+    def to_bytes(self) -> bytes | None:
+        """The entry as a shared store keeps it: the format line, one JSON line naming the class,
+        the target and the private attributes, then ``data`` as it is. None when a private
+        attribute is not JSON (such an answer is cached in-process only)."""
+        header = {"kind": f"{self.kind.__module__}:{self.kind.__qualname__}"}
+        if self.target is not None:
+            header["target"] = self.target
+        try:
+            line = json.dumps(header if not self.private else {**header, "private": self.private})
+        except (TypeError, ValueError):
+            return None
+        return b"".join((FROZEN_FORMAT, line.encode(), b"\n", self.data))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> FrozenCompletion | None:
+        """An entry written by ``to_bytes``; None for another format or a class this process has
+        not imported (a shared store never imports a module because an entry names it)."""
+        if not raw.startswith(FROZEN_FORMAT):
+            return None
+        end = raw.find(b"\n", len(FROZEN_FORMAT))
+        try:
+            header = json.loads(raw[len(FROZEN_FORMAT) : end])
+            module, _, name = header["kind"].partition(":")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+        kind = sys.modules.get(module)
+        for part in name.split("."):
+            kind = getattr(kind, part, None)
+        if end < 0 or not (isinstance(kind, type) and issubclass(kind, ChatCompletion)):
+            return None
+        return cls(raw[end + 1 :], kind, header.get("target"), header.get("private"))
 
     def thaw(self) -> ChatCompletion:
         # The validator itself, skipping model_validate_json's wrapper: a hit's largest cost.
@@ -111,6 +155,28 @@ class CacheStore(Protocol):
 
     async def delete(self, key: str) -> None:
         """Forget the entry under ``key``, if any."""
+        ...
+
+
+@runtime_checkable
+class FlightStore(Protocol):
+    """A cache store that several processes share, and that shares flights among them too: of
+    concurrent identical misses in different processes, one asks upstream and the others wait
+    for its answer. The ``Cache`` uses it when its store implements it.
+
+    The caller that gets None from ``join_flight`` holds the flight: its ``set`` of the key
+    ends it, or ``end_flight`` when it has no answer to store. A holder that dies frees the
+    flight after a bound of the store's, so waiters never wait for ever.
+    """
+
+    async def join_flight(self, key: str, now: float, max_wait_s: float) -> CachedCompletion | None:
+        """Another process's answer once it is stored (waiting at most ``max_wait_s``, and at
+        most the store's own bound), or None: the caller asks upstream itself."""
+        ...
+
+    async def end_flight(self, key: str) -> None:
+        """End the flight this caller holds on ``key`` without an answer (it failed, or it
+        streams), so a waiter in another process takes over at once."""
         ...
 
 

@@ -59,11 +59,14 @@ class Reservation(NamedTuple):
     Not granted: nothing was taken; ``wait_s`` is how long until they would be there
     (``math.inf`` when an amount exceeds its bucket's capacity and can never be).
     ``limited_by`` is the index of the bucket that set ``wait_s``, -1 when none had to wait.
+    ``degraded``: a shared store could not reach its server and decided from this process's
+    own buckets instead (``RateLimit(fail_closed=True)`` refuses such a call).
     """
 
     granted: bool
     wait_s: float
     limited_by: int
+    degraded: bool = False
 
 
 GRANTED = Reservation(True, 0.0, -1)
