@@ -12,8 +12,9 @@ OPTIONAL = ["litellm", "redis", "opentelemetry", "starlette", "uvicorn"]
 
 
 def test_import_relaykit_pulls_in_no_optional_dependency() -> None:
+    # relaykit.backends.LiteLLM is there to construct, yet litellm loads only when it is.
     code = (
-        "import json, sys, relaykit; "
+        "import json, sys, relaykit, relaykit.backends; relaykit.backends.LiteLLM; "
         f"print(json.dumps([m for m in {OPTIONAL!r} "
         "if any(n == m or n.startswith(m + '.') for n in sys.modules)]))"
     )

@@ -9,7 +9,7 @@ answer = relay.complete(messages=[{"role": "user", "content": "Hello"}])
 from relaykit import presets
 from relaykit._rules import default_fallback_on
 from relaykit._sync_stream import SyncChatStream
-from relaykit.backends import Backend, FunctionBackend, OpenAICompatible
+from relaykit.backends import Backend, FunctionBackend, LiteLLM, OpenAICompatible
 from relaykit.clock import Clock, SystemClock
 from relaykit.decorators import resilient
 from relaykit.errors import (
@@ -83,6 +83,7 @@ __all__ = [
     "Handler",
     "Hedge",
     "InvalidRequestError",
+    "LiteLLM",
     "LoadBalance",
     "LocalRateLimitError",
     "Logging",

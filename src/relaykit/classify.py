@@ -1,8 +1,8 @@
 """Map an HTTP error answer (status, OpenAI error body, headers) onto relaykit's taxonomy.
 
 One function serves every place that sees HTTP errors: the OpenAI-compatible backend, errors
-reported inside an SSE stream, and the ``@resilient`` decorator classifying the openai SDK's or
-an HTTP library's exceptions.
+reported inside an SSE stream, and, through ``classify_exception``, the LiteLLM backend and the
+``@resilient`` decorator classifying LiteLLM's, the openai SDK's or an HTTP library's exceptions.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -106,8 +106,14 @@ def error_from_http(
     headers: Mapping[str, str] | None = None,
     *,
     target: str | None = None,
+    refined: type[RelayError] | None = None,
 ) -> RelayError:
-    """The typed error for an HTTP error answer; ``x-should-retry`` overrides retryability."""
+    """The typed error for an HTTP error answer; ``x-should-retry`` overrides retryability.
+
+    ``refined`` is a type the caller already knows the error to be (LiteLLM recognises a
+    context-window error by provider wording these rules do not know); it is used when it is a
+    subclass of the type the rules find, so it can only make the answer more specific.
+    """
     headers = headers or {}
     details = parse_error_body(body)
     code = _text(details.get("code"))
@@ -115,6 +121,8 @@ def error_from_http(
     provider_message = _text(details.get("message")).strip().rstrip(". ") or "no error message"
     retry_after = retry_after_from_headers(headers)
     error_class = _classify(status, code, kind, provider_message)
+    if refined is not None and issubclass(refined, error_class):
+        error_class = refined
     wait = f" (retry after {retry_after:.1f} s)" if retry_after is not None else ""
     # "Sorry about that!" ends its own sentence; a full stop after it would double it.
     stop = "" if provider_message[-1] in "!?" else "."
@@ -181,55 +189,120 @@ def _snippet(text: str) -> str:
     return flat if len(flat) <= _MAX_SNIPPET else flat[:_MAX_SNIPPET] + "…"
 
 
-def classify_exception(exc: BaseException) -> RelayError | None:
-    """relaykit's error for an exception from the openai SDK, httpx, aiohttp or requests.
+def classify_exception(exc: BaseException, *, secrets: Secrets | None = None) -> RelayError | None:
+    """relaykit's error for an exception from LiteLLM, the openai SDK, httpx, aiohttp or requests.
 
     Duck-typed on what those libraries expose (a status code, a response with headers, a body),
     so none of them is imported. None when ``exc`` is no model-call failure at all (a bug in
     the caller's own code), which must not be retried or fallen back on. The error's message
-    never holds the failed request's credentials, even when the provider echoed them; ``exc``
-    itself stays the ``__cause__``, as its library wrote it.
+    never holds the failed request's credentials nor ``secrets``, even when the provider echoed
+    them; ``exc`` itself stays the ``__cause__``, as its library wrote it.
+
+    A status that came with no HTTP answer is the SDK's own guess: LiteLLM reports a dropped
+    connection as 500 and a timeout as 408, on a placeholder response without headers. The
+    exceptions it wraps then say what really happened, and the one nearest the wire that says
+    something wins; the guessed status is used only when none does.
     """
+    chain = list(_chain(exc))
+    hidden = secrets or Secrets()
+    for link in chain:
+        hidden += _credentials(link)
     status = _status_of(exc)
-    name = type(exc).__name__
+    if status is not None and not _answered(exc):
+        for link in chain:
+            error = _from_wire(link, hidden)
+            if error is not None:
+                error.__cause__ = exc
+                return error
     if status is not None:
-        response = _attribute(exc, "response")
-        headers = getattr(response, "headers", None) or getattr(exc, "headers", None) or {}
-        body = getattr(exc, "body", None)
-        if body is None and response is not None:
-            body = _response_text(response)
-        text = _body_text(body) if body is not None else str(exc)
-        error = error_from_http(status, _redact(text, exc), dict(headers))
+        error = _http_error(exc, status, hidden)
         error.__cause__ = exc
         return error
+    return _from_wire(exc, hidden)
+
+
+def _from_wire(exc: BaseException, hidden: Secrets) -> RelayError | None:
+    """The error for one exception of a chain when it says what happened on the wire: an
+    HTTP answer, a timeout, a connection failure or a body that could not be read."""
+    if _answered(exc):
+        status = _status_of(exc)
+        assert status is not None
+        return _http_error(exc, status, hidden)
+    name = type(exc).__name__
     if "Timeout" in name or isinstance(exc, TimeoutError):
-        return ProviderTimeout(f"timed out: {describe_exception(exc)}")
+        return ProviderTimeout(f"timed out: {describe_exception(exc, secrets=hidden)}")
     if (
         "Connect" in name
         or "Connection" in name
         or (isinstance(exc, OSError) and not isinstance(exc, _LOCAL_OS_ERRORS))
         or type(exc).__module__.split(".")[0] in _HTTP_LIBRARIES
     ):
-        return ProviderConnectionError(f"could not be reached: {describe_exception(exc)}")
+        return ProviderConnectionError(
+            f"could not be reached: {describe_exception(exc, secrets=hidden)}"
+        )
     if "JSONDecode" in name or "Decoding" in name:  # a body the SDK could not parse
-        return BadResponseError(f"sent an answer that could not be read: {describe_exception(exc)}")
+        return BadResponseError(
+            f"sent an answer that could not be read: {describe_exception(exc, secrets=hidden)}"
+        )
     return None
 
 
-def describe_exception(exc: BaseException) -> str:
-    """``"Name: message"`` for a message relaykit builds from a foreign exception, redacted."""
-    return f"{type(exc).__name__}: {_redact(str(exc), exc)}"
+def _http_error(exc: BaseException, status: int, hidden: Secrets) -> RelayError:
+    response = _attribute(exc, "response")
+    headers = getattr(response, "headers", None) or getattr(exc, "headers", None) or {}
+    body = getattr(exc, "body", None)
+    if body is None and response is not None:
+        body = _response_text(response) or None  # LiteLLM's placeholder responses are empty
+    text = _body_text(body) if body is not None else str(exc)
+    return error_from_http(status, hidden.mask(text), dict(headers), refined=_refined_type(exc))
 
 
-def _redact(text: str, exc: BaseException) -> str:
-    """``text`` without the credentials the request behind ``exc`` carried, nor API-key shapes.
+# Exception classes whose name says more than their status: LiteLLM knows each provider's
+# wording of a context-window or a content-policy error, which the rules here do not. Names are
+# matched along the class's ancestry, so a subclass counts as its parent.
+_REFINED_BY_NAME: dict[str, type[RelayError]] = {
+    "ContextWindowExceededError": ContextWindowError,
+    "ContentPolicyViolationError": ContentFilterError,
+}
+_CHAIN_LIMIT = 16  # causes followed at most; real chains are three to five long
 
-    relaykit's own backend knows its key; an exception from another SDK does not say which key
-    it used, but the openai SDK, httpx, requests and aiohttp keep the request on it: its
-    credential headers and query parameters (``relaykit._secrets``) are the secrets a provider
-    may echo back in its error.
+
+def _refined_type(exc: BaseException) -> type[RelayError] | None:
+    for kind in type(exc).__mro__:
+        refined = _REFINED_BY_NAME.get(kind.__name__)
+        if refined is not None:
+            return refined
+    return None
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling, outermost first."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen and len(seen) < _CHAIN_LIMIT:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
+
+
+def _answered(exc: BaseException) -> bool:
+    """Whether ``exc`` holds a real HTTP answer: a status and the headers a server sent."""
+    if _status_of(exc) is None:
+        return False
+    response = _attribute(exc, "response")
+    return bool(getattr(response, "headers", None) or getattr(exc, "headers", None))
+
+
+def describe_exception(exc: BaseException, *, secrets: Secrets | None = None) -> str:
+    """``"Name: message"`` for a message relaykit builds from a foreign exception, redacted.
+
+    Masked: ``secrets`` and the credentials the request behind ``exc`` carried. relaykit's own
+    backend knows its key; an exception from another SDK does not say which key it used, but
+    the openai SDK, httpx, requests and aiohttp keep the request on it: its credential headers
+    and query parameters (``relaykit._secrets``) are the secrets a provider may echo back.
     """
-    return _credentials(exc).mask(text)
+    hidden = _credentials(exc) if secrets is None else secrets + _credentials(exc)
+    return f"{type(exc).__name__}: {hidden.mask(str(exc))}"
 
 
 def _credentials(exc: BaseException) -> Secrets:

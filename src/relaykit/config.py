@@ -42,6 +42,7 @@ from relaykit import errors, presets
 from relaykit._config_text import ENV, Expanded, expand, scalar, within, yaml_problem
 from relaykit._rules import ErrorRule, default_fallback_on
 from relaykit._validation import best_error, error_path, problem, subpath
+from relaykit.backends.base import Backend
 from relaykit.backends.openai_compatible import OpenAICompatible
 from relaykit.errors import ConfigError
 from relaykit.middleware.fallback import AnswerCheck, Fallback, empty_answer, invalid_json, refusal
@@ -90,6 +91,7 @@ class _Strict(BaseModel):
 
 class TargetConfig(_Strict):
     name: str | None = None
+    backend: Literal["openai_compatible", "litellm"] = "openai_compatible"
     preset: Literal["openai", "voidai", "morpheus", "openai_compatible"] = "openai_compatible"
     base_url: str | None = None
     api_key: str | None = None
@@ -103,6 +105,17 @@ class TargetConfig(_Strict):
     context_window: int | None = Field(default=None, gt=0)
     prefill: bool | dict[str, Any] = False
     middleware: list[MiddlewareEntry] = Field(default_factory=list)
+    # backend: litellm only: keyword arguments of litellm.acompletion.
+    options: dict[str, Any] | None = None
+
+
+# Settings of the HTTP backend a litellm target has no use for, with what to write instead.
+_NOT_FOR_LITELLM = {
+    "preset": "a litellm target names its provider in model, e.g. 'anthropic/claude-3-5-haiku'",
+    "connect_timeout": "LiteLLM has one timeout; set timeout",
+    "extra_body": "put LiteLLM's keyword arguments under options",
+    "session_id": "it is only for preset: morpheus",
+}
 
 
 class FallbackConfig(_Strict):
@@ -294,17 +307,66 @@ def _members(entry: Target | Group) -> tuple[Target | Group, ...]:
 
 
 def _target(config: TargetConfig, where: str, stores: _Stores) -> Target:
+    backend = _litellm(config, where) if config.backend == "litellm" else _http(config, where)
+    return Target(
+        backend,
+        name=config.name,
+        middleware=_middleware(config.middleware, f"{where}.middleware", stores),
+        context_window=config.context_window,
+        prefill=config.prefill,
+    )
+
+
+def _litellm(config: TargetConfig, where: str) -> Backend:
+    for setting, instead in _NOT_FOR_LITELLM.items():
+        if setting in config.model_fields_set:
+            raise ConfigError(
+                f"{where}.{setting}", f"is not a setting of backend: litellm; {instead}"
+            )
+    if config.model is None:
+        raise ConfigError(
+            f"{where}.model",
+            "is required for backend: litellm: LiteLLM's model name, e.g. "
+            "'anthropic/claude-3-5-haiku-latest'",
+        )
+    options = dict(config.options or {})
+    arguments: dict[str, Any] = {"model": config.model, "name": config.name, **options}
+    if config.api_key is not None:
+        arguments["api_key"] = config.api_key
+    if config.base_url is not None:
+        arguments["api_base"] = config.base_url
+    if config.timeout is not None:
+        arguments["timeout"] = config.timeout
+    if config.headers is not None:
+        arguments["extra_headers"] = config.headers
+    from relaykit.backends.litellm import LiteLLM
+
+    try:
+        return LiteLLM(**arguments)
+    except ValueError as exc:
+        # An option under options: is at fault there; model and timeout are settings of their own.
+        place = _at_argument(f"{where}.options", options, exc)
+        if place == f"{where}.options":
+            place = _at_argument(where, {"model": None, "timeout": None}, exc)
+        raise ConfigError(place, str(exc)) from None
+
+
+def _http(config: TargetConfig, where: str) -> Backend:
+    if config.options is not None:
+        raise ConfigError(f"{where}.options", "is only for backend: litellm")
     options: dict[str, Any] = {
         key: value
         for key, value in config.model_dump(
             exclude={
                 "name",
+                "backend",
                 "preset",
                 "context_window",
                 "prefill",
                 "middleware",
                 "session_id",
                 "base_url",
+                "options",
             },
             exclude_none=True,
         ).items()
@@ -318,19 +380,12 @@ def _target(config: TargetConfig, where: str, stores: _Stores) -> Target:
     if config.name is not None:
         options["name"] = config.name
     try:
-        backend = _PRESETS[config.preset](**options)
+        return _PRESETS[config.preset](**options)
     except ConfigError as exc:
         field = exc.path.rsplit(".", 1)[-1]
         raise ConfigError(f"{where}.{field}", exc.problem) from None
     except ValueError as exc:
         raise ConfigError(_at_argument(where, options, exc), str(exc)) from None
-    return Target(
-        backend,
-        name=config.name,
-        middleware=_middleware(config.middleware, f"{where}.middleware", stores),
-        context_window=config.context_window,
-        prefill=config.prefill,
-    )
 
 
 def _middleware(

@@ -2,6 +2,7 @@
 
 from relaykit.backends.base import Backend
 from relaykit.backends.function import FunctionBackend
+from relaykit.backends.litellm import LiteLLM
 from relaykit.backends.openai_compatible import OpenAICompatible
 
-__all__ = ["Backend", "FunctionBackend", "OpenAICompatible"]
+__all__ = ["Backend", "FunctionBackend", "LiteLLM", "OpenAICompatible"]

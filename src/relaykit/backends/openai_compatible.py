@@ -21,12 +21,12 @@ from relaykit._secrets import (
     is_secret_name,
     mask_url,
 )
+from relaykit.backends._timing import time_allowed, timed_out
 from relaykit.classify import error_from_http, parse_error_body
 from relaykit.errors import (
     BadResponseError,
     InvalidRequestError,
     ProviderConnectionError,
-    ProviderTimeout,
     RelayError,
 )
 from relaykit.pipeline import CallContext
@@ -275,12 +275,7 @@ class OpenAICompatible:
         return {**base, **ctx.extra_headers} if ctx.extra_headers else base
 
     def _budget(self, ctx: CallContext) -> float:
-        remaining = ctx.remaining()
-        if remaining is None:
-            return self.timeout
-        if remaining <= 0:
-            raise ProviderTimeout.deadline_passed(self.name)
-        return min(self.timeout, remaining)
+        return time_allowed(ctx, self.timeout, self.name)
 
     def _session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -350,13 +345,7 @@ class OpenAICompatible:
 
     def _transport_error(self, exc: BaseException, timeout: float, ctx: CallContext) -> RelayError:
         if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
-            if timeout < self.timeout:  # the call's deadline, not ours, cut the wait short
-                return ProviderTimeout.deadline_reached(timeout, self.name)
-            return ProviderTimeout(
-                f"did not answer within {timeout:.3g} s. Raise the backend's timeout or add "
-                "a fallback target",
-                target=self.name,
-            )
+            return timed_out(timeout, self.timeout, self.name)
         if isinstance(exc, aiohttp.ClientConnectorError):
             return ProviderConnectionError(
                 f"could not be reached at {self.base_url}: {exc.os_error}. Check base_url and "
