@@ -314,6 +314,21 @@ async def test_a_stream_cut_after_text_raises_stream_interrupted_with_the_partia
     assert provider.request_count == 1
 
 
+async def test_a_stream_cut_after_its_role_only_chunk_is_an_ordinary_failure(
+    provider: FakeProvider, litellm_backend: Factory
+) -> None:
+    # The commit point is the first chunk with content; LiteLLM's role-only chunk is not it.
+    provider.script(Reply.ok("Hello", chunk_size=2).drop_after(1), Reply.ok("Hello again"))
+    relay = Relay(
+        targets=[litellm_backend(provider)], middleware=[Retry(attempts=2)], clock=FakeClock()
+    )
+
+    answer = await (await relay.astream(messages=[{"role": "user", "content": "Hi"}])).completion()
+
+    assert answer.content == "Hello again"
+    assert provider.request_count == 2
+
+
 async def test_a_stream_of_malformed_events_is_a_bad_response(
     provider: FakeProvider, litellm_backend: Factory
 ) -> None:
