@@ -22,6 +22,7 @@ from relaykit import (
     ContentFilterError,
     ContextWindowError,
     InvalidRequestError,
+    ModelNotFoundError,
     OpenAICompatible,
     ProviderConnectionError,
     ProviderError,
@@ -219,7 +220,7 @@ ERROR_REPLIES = {
     "auth_403": (Reply.error(403, "Project lacks access to the model"), AuthenticationError),
     "not_found": (
         Reply.error(404, "The model `m` does not exist", code="model_not_found"),
-        InvalidRequestError,
+        ModelNotFoundError,
     ),
     "invalid_400": (
         Reply.invalid_request("temperature is too high", "temperature"),
