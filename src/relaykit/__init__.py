@@ -17,6 +17,7 @@ from relaykit.errors import (
     Attempt,
     AuthenticationError,
     BadResponseError,
+    BudgetExceededError,
     CacheMissError,
     CircuitOpenError,
     ConfigError,
@@ -36,6 +37,7 @@ from relaykit.errors import (
     RouteStep,
     StreamInterruptedError,
 )
+from relaykit.middleware.budget import Budget
 from relaykit.middleware.cache import Cache
 from relaykit.middleware.circuit_breaker import CircuitBreaker
 from relaykit.middleware.fallback import (
@@ -51,6 +53,7 @@ from relaykit.middleware.retry import Retry, RetryBudget
 from relaykit.middleware.telemetry import OpenTelemetry
 from relaykit.middleware.timeout import Timeout
 from relaykit.pipeline import CallContext, Handler, Middleware
+from relaykit.pricing import Price
 from relaykit.relay import Relay
 from relaykit.strategies import Hedge, LoadBalance
 from relaykit.stream import ChatStream
@@ -64,6 +67,8 @@ __all__ = [
     "Backend",
     "BadResponseError",
     "BoundTarget",
+    "Budget",
+    "BudgetExceededError",
     "Cache",
     "CacheMissError",
     "CallContext",
@@ -91,6 +96,7 @@ __all__ = [
     "ModelNotFoundError",
     "OpenAICompatible",
     "OpenTelemetry",
+    "Price",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeout",

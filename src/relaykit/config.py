@@ -47,6 +47,7 @@ from relaykit.backends.openai_compatible import OpenAICompatible
 from relaykit.errors import ConfigError
 from relaykit.middleware.fallback import AnswerCheck, Fallback, empty_answer, invalid_json, refusal
 from relaykit.pipeline import Middleware
+from relaykit.pricing import Price
 from relaykit.strategies import Hedge, LoadBalance
 from relaykit.target import Group, Strategy, Target
 
@@ -66,6 +67,7 @@ MIDDLEWARE: dict[str, str] = {
     "circuit_breaker": "relaykit.middleware.circuit_breaker:CircuitBreaker",
     "rate_limit": "relaykit.middleware.rate_limit:RateLimit",
     "opentelemetry": "relaykit.middleware.telemetry:OpenTelemetry",
+    "budget": "relaykit.middleware.budget:Budget",
 }
 # Middlewares that keep state in a store, which a config names with `store:`.
 _STATEFUL = frozenset({"cache", "rate_limit", "circuit_breaker"})
@@ -73,7 +75,8 @@ _STATEFUL_CLASSES = frozenset({"Cache", "RateLimit", "CircuitBreaker"})
 # Middleware options that take error types; a config file names them.
 _ERROR_RULE_OPTIONS = frozenset({"retry_on", "failure_on"})
 # What a file's value can be for any other option (see file_options).
-_FILE_VALUE_TYPES = frozenset({"str", "int", "float", "bool", "None"})
+# Budget's per and window are text choices, named by their Literal aliases.
+_FILE_VALUE_TYPES = frozenset({"str", "int", "float", "bool", "None", "BudgetPer", "BudgetWindow"})
 _ANSWER_CHECKS = {"empty_answer": empty_answer, "refusal": refusal, "invalid_json": invalid_json}
 _DEFAULT_RULE: dict[str, ErrorRule] = {"default": default_fallback_on}
 _PRESETS: dict[str, Callable[..., OpenAICompatible]] = {
@@ -87,6 +90,12 @@ MiddlewareEntry = str | dict[str, dict[str, Any] | None]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class PriceConfig(_Strict):
+    input_per_mtok: float = Field(ge=0, allow_inf_nan=False)
+    output_per_mtok: float = Field(ge=0, allow_inf_nan=False)
+    cached_input_per_mtok: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class TargetConfig(_Strict):
@@ -107,6 +116,7 @@ class TargetConfig(_Strict):
     middleware: list[MiddlewareEntry] = Field(default_factory=list)
     # backend: litellm only: keyword arguments of litellm.acompletion.
     options: dict[str, Any] | None = None
+    price: PriceConfig | None = None
 
 
 # Settings of the HTTP backend a litellm target has no use for, with what to write instead.
@@ -314,6 +324,7 @@ def _target(config: TargetConfig, where: str, stores: _Stores) -> Target:
         middleware=_middleware(config.middleware, f"{where}.middleware", stores),
         context_window=config.context_window,
         prefill=config.prefill,
+        price=None if config.price is None else Price(**config.price.model_dump()),
     )
 
 
@@ -367,6 +378,7 @@ def _http(config: TargetConfig, where: str) -> Backend:
                 "session_id",
                 "base_url",
                 "options",
+                "price",
             },
             exclude_none=True,
         ).items()

@@ -17,6 +17,7 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BadResponseError",
+    "BudgetExceededError",
     "CacheMissError",
     "CircuitOpenError",
     "ConfigError",
@@ -203,6 +204,42 @@ class LocalRateLimitError(RelayError):
     """relaykit's own rate limit for this target is used up: no request was sent."""
 
     skip_reason = "rate limit has no room"
+
+
+class BudgetExceededError(RelayError):
+    """A ``Budget`` has no room for this call's worst-case cost: no request was sent.
+
+    ``budget`` names the budget, ``tenant`` whose it is (None for a budget shared by every
+    call), ``limit_usd`` and ``spent_usd`` (reservations of calls in flight included) say how
+    full it is, ``cost_usd`` what this call might have cost, and ``resets_at`` (an aware UTC
+    datetime) when its window starts over; ``retry_after`` is the seconds until then. Not
+    retryable: waiting that long is no retry. The fallback moves on to the next target, which
+    another budget (or none) may admit.
+    """
+
+    skip_reason = "budget has no room"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        budget: str,
+        tenant: str | None,
+        limit_usd: float,
+        spent_usd: float,
+        cost_usd: float,
+        resets_at: Any,
+        retry_after: float | None = None,
+        target: str | None = None,
+    ) -> None:
+        super().__init__(message, target=target, retry_after=retry_after)
+        self.budget = budget
+        self.tenant = tenant
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd
+        self.cost_usd = cost_usd
+        # A datetime; typed loosely to keep this module free of imports.
+        self.resets_at = resets_at
 
 
 class CacheMissError(RelayError):

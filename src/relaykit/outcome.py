@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from relaykit.events import Completed
 from relaykit.pipeline import CallContext
-from relaykit.types import ChatCompletion, RelayInfo
+from relaykit.pricing import answer_cost
+from relaykit.types import ChatCompletion, ChatRequest, RelayInfo
 
-__all__ = ["completed_event", "served"]
+__all__ = ["completed_event", "price_answer", "served"]
 
 
 def served(ctx: CallContext, earlier: RelayInfo | None) -> RelayInfo:
@@ -22,6 +23,18 @@ def served(ctx: CallContext, earlier: RelayInfo | None) -> RelayInfo:
             return earlier  # a cache hit's answer says so already
         return RelayInfo(earlier.target if earlier else ctx.target, 0, cached=True)
     return RelayInfo(ctx.target, ctx.attempt, ctx.route, continued_from=ctx.continued_from)
+
+
+def price_answer(
+    info: RelayInfo, ctx: CallContext, request: ChatRequest, answer: ChatCompletion
+) -> None:
+    """Record on ``info`` what ``answer`` cost at the answering target's price (``ctx.price``).
+
+    A cached answer keeps its cost of 0.0; an answer from a target without a price, None.
+    """
+    if info.cached or ctx.price is None:
+        return
+    info.cost_usd, info.cost_estimated = answer_cost(ctx.price, request, answer)
 
 
 def completed_event(

@@ -15,6 +15,7 @@ from typing import Literal, TypeAlias
 from relaykit.clock import Clock
 from relaykit.errors import Attempt, RouteStep
 from relaykit.events import Event, Listener
+from relaykit.pricing import Price
 from relaykit.stream import ChatStream
 from relaykit.types import ChatCompletion, ChatRequest
 
@@ -72,6 +73,10 @@ class CallContext:
     # The routing trace (``RelayInfo.route``): what each target considered did, in order. None
     # until something other than an answer happens, so a call answered at once records nothing.
     route: list[RouteStep] | None = None
+    # The price of what this call may cost (``relaykit.pricing``): the most expensive target's
+    # for the layers outside the targets (set by the Relay), narrowed by each Target to its own
+    # while it is tried; after an answer, the answering target's. None when a target has none.
+    price: Price | None = None
 
     @property
     def continued(self) -> bool:

@@ -23,10 +23,12 @@ from relaykit.capabilities import (
 from relaykit.clock import Clock, SystemClock
 from relaykit.errors import ConfigError, RelayClosedError, RelayError, RequestValidationError
 from relaykit.events import ALL_EVENTS, Completed, Event, Failed, Listener
+from relaykit.middleware.budget import Budget
 from relaykit.middleware.fallback import Fallback
 from relaykit.middleware.timeout import Timeout
-from relaykit.outcome import completed_event, served
+from relaykit.outcome import completed_event, price_answer, served
 from relaykit.pipeline import CacheMode, CallContext, Handler, Middleware, Response, compose
+from relaykit.pricing import ceiling
 from relaykit.stream import ChatStream
 from relaykit.target import Group, Strategy, Target, chain_of, leaves_of
 from relaykit.types import ChatCompletion, ChatRequest, set_relay_info
@@ -89,6 +91,9 @@ class Relay:
             }.values()
         )
         _reject_stacked_retries(self.middleware, every_target)
+        _require_prices(self.middleware, every_target)
+        # What an answer may cost per token, for the layers outside the targets (a Budget).
+        self._price = ceiling(t.price for t in every_target)
         # Typed as objects: what a layer offers beyond __call__ is asked with isinstance below.
         self._layers: tuple[object, ...] = tuple(
             {
@@ -220,6 +225,7 @@ class Relay:
         earlier = result.relay
         info = served(ctx, earlier)
         if info is not earlier:  # a cache hit's answer says how it was served already
+            price_answer(info, ctx, chat, result)
             set_relay_info(result, info)
         if Completed in ctx.observed:
             ctx.emit(completed_event(ctx, result, info, stream=False))
@@ -276,6 +282,8 @@ class Relay:
                 return
             if ctx.continued:  # another target finished it: answer and event both say so
                 stream.relay = served(ctx, None)
+            if stream.relay is not None:  # streamed spend is never zero: estimated when unsaid
+                price_answer(stream.relay, ctx, chat, stream.partial())
             if stream.ended_cleanly and Completed in ctx.observed:
                 assert stream.relay is not None
                 ctx.emit(completed_event(ctx, stream.partial(), stream.relay, stream=True))
@@ -303,6 +311,7 @@ class Relay:
         # The Relay's part by position, the call's part by assignment: matching nine keyword
         # arguments against nineteen fields cost each call a third of a microsecond.
         ctx = CallContext(self.clock, self.clock.now(), self.listeners, self._observed)
+        ctx.price = self._price
         ctx.tenant = tenant
         ctx.cache = cache
         ctx.cache_ttl_s = cache_ttl_s
@@ -408,6 +417,22 @@ def _routed(ctx: CallContext, error: RelayError) -> None:
     """Give the error the caller gets the call's routing trace."""
     if ctx.route:
         error.route = tuple(ctx.route)
+
+
+def _require_prices(outer: Sequence[Middleware], targets: Sequence[Target]) -> None:
+    """A Budget prices what it covers: every target for one around the chain, its own for one
+    on a target. Refuse, naming the target, one that has no price to reserve by."""
+    outer_budget = next((layer for layer in outer if isinstance(layer, Budget)), None)
+    for target in targets:
+        budget = outer_budget or next(
+            (layer for layer in target.middleware if isinstance(layer, Budget)), None
+        )
+        if budget is not None and target.price is None:
+            raise ValueError(
+                f"target {target.label!r} has no price, and {budget!r} needs one to reserve "
+                "each call's worst case; give it Target(..., price=Price(input_per_mtok=..., "
+                "output_per_mtok=...)) (or use a backend that knows its price, e.g. LiteLLM)"
+            )
 
 
 def _reject_stacked_retries(outer: Sequence[Middleware], targets: Sequence[Target]) -> None:

@@ -11,6 +11,7 @@ from relaykit.backends.base import Backend
 from relaykit.errors import Attempt, ProviderTimeout, RelayError, RouteStep
 from relaykit.events import AttemptFailed, AttemptStarted, AttemptSucceeded
 from relaykit.pipeline import CallContext, Handler, Middleware, Response, compose
+from relaykit.pricing import HasPrice, Price, ceiling
 from relaykit.stream import ChatStream
 from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest
 
@@ -24,6 +25,9 @@ class Target:
     ``middleware`` wraps only this target (first listed = outermost), which is where a circuit
     breaker or a rate limit belongs: it then guards one provider, not the whole chain.
     ``context_window`` (tokens) lets the fallback skip to a larger model on a context error.
+    ``price`` is what its tokens cost (``Price``, US dollars per million tokens): answers report
+    ``answer.relay.cost_usd`` and a ``Budget`` reserves and settles by it. Without one, the
+    backend's own price is used when it knows one (``LiteLLM``, from LiteLLM's model cost map).
     ``prefill`` declares that the model continues an assistant message sent as the last one
     (Anthropic, vLLM with ``continue_final_message``, ...): ``Fallback(continue_streams=True)``
     then asks it to continue a broken stream that way, else with an instruction turn. A mapping
@@ -38,6 +42,17 @@ class Target:
     middleware: Sequence[Middleware] = field(default_factory=tuple)
     context_window: int | None = None
     prefill: bool | Mapping[str, Any] = False
+    price: Price | None = None
+
+    def __post_init__(self) -> None:
+        if self.price is None and isinstance(self.backend, HasPrice):
+            # A backend that knows its model's price (LiteLLM's cost map) prices the target.
+            object.__setattr__(self, "price", self.backend.price)
+        elif self.price is not None and not isinstance(self.price, Price):
+            raise ValueError(
+                f"price must be a relaykit.Price(input_per_mtok=..., output_per_mtok=...), "
+                f"got {self.price!r}"
+            )
 
     def __post_init__(self) -> None:
         if not isinstance(self.backend, Backend):
@@ -64,8 +79,11 @@ class Target:
         name = self.label
         inner = compose(self.middleware, _upstream(self.backend, name))
 
+        price = self.price
+
         async def enter(request: ChatRequest, ctx: CallContext) -> Response:
             previous, ctx.target = ctx.target, name
+            previous_price, ctx.price = ctx.price, price
             try:
                 return await inner(request, ctx)
             except RelayError as exc:
@@ -73,6 +91,7 @@ class Target:
                 # the last target tried as if it were theirs. A cancellation (a deadline) keeps
                 # it, so the Timeout can name the target that was too slow.
                 ctx.target = previous
+                ctx.price = previous_price
                 # A refusal by the target's middleware (an open circuit) never reached the
                 # upstream request, which records its own failures.
                 route = ctx.route
@@ -127,6 +146,12 @@ class Group:
         """A group continues a broken stream by the instruction turn, which every member
         understands; which member will answer is its strategy's choice."""
         return False
+
+    @property
+    def price(self) -> Price | None:
+        """The most a call through the group may cost per token: each rate at its most
+        expensive member's (``pricing.ceiling``); None when a member has no price."""
+        return ceiling(leaf.price for leaf in self.leaves())
 
     def leaves(self) -> tuple[Target, ...]:
         """Every Target inside, in order, however deeply grouped."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from relaykit.types import (
     AssistantMessage,
+    ChatCompletion,
     ChatRequest,
     ImageURLPart,
     InputAudioPart,
@@ -26,6 +27,7 @@ from relaykit.types import (
 
 __all__ = [
     "DEFAULT_COMPLETION_TOKENS",
+    "estimate_answer_tokens",
     "estimate_completion_tokens",
     "estimate_prompt_tokens",
     "estimate_tokens",
@@ -108,6 +110,20 @@ def estimate_prompt_tokens(request: ChatRequest) -> int:
         if schema is not None:
             size += _json_size(schema)
     return max(1, extra_tokens + (size + _BYTES_PER_TOKEN - 1) // _BYTES_PER_TOKEN)
+
+
+def estimate_answer_tokens(answer: ChatCompletion) -> int:
+    """Completion tokens of an answer the provider sent no usage for, at ~4 bytes per token over
+    every choice's text, refusal and tool calls; at least 1 per choice, since even an empty
+    answer was generated."""
+    tokens = 0
+    for choice in answer.choices:
+        message = choice.message
+        size = _size(message.content or "") + _size(message.refusal or "")
+        for call in message.tool_calls or ():
+            size += _size(call.function.name) + _size(call.function.arguments)
+        tokens += max(1, (size + _BYTES_PER_TOKEN - 1) // _BYTES_PER_TOKEN)
+    return tokens
 
 
 def _size(text: str) -> int:

@@ -356,9 +356,23 @@ class RelayInfo:
     names the target that finished it as ``target`` and the ones whose streams broke, in order,
     as ``continued_from``; the answer's ``model`` and ``usage`` are the finishing target's too.
     Kept outside the OpenAI fields, so ``model_dump()`` stays the provider's answer.
+
+    ``cost_usd`` is what the answer cost at the answering target's price (``Target(price=...)``
+    or its backend's), None when that target has no price; a cached answer cost 0.0. Failed
+    attempts are not billed. ``cost_estimated`` says the provider reported no usage (a stream
+    without ``include_usage``), so the tokens were estimated from the text. A stream's cost is
+    there once it has ended.
     """
 
-    __slots__ = ("_steps", "attempts", "cached", "continued_from", "target")
+    __slots__ = (
+        "_steps",
+        "attempts",
+        "cached",
+        "continued_from",
+        "cost_estimated",
+        "cost_usd",
+        "target",
+    )
 
     def __init__(
         self,
@@ -376,6 +390,8 @@ class RelayInfo:
         # continued later adds to it). None when nothing happened but the answer.
         self._steps = steps
         self.continued_from = continued_from
+        self.cost_usd: float | None = 0.0 if cached else None  # a cached answer is free
+        self.cost_estimated = False
 
     @property
     def route(self) -> tuple[RouteStep, ...]:
@@ -401,6 +417,9 @@ class RelayInfo:
         shown = f"RelayInfo(target={self.target!r}, attempts={self.attempts}, cached={self.cached}"
         if self.continued_from:
             shown += f", continued_from={self.continued_from!r}"
+        if self.cost_usd is not None:
+            estimated = " (estimated)" if self.cost_estimated else ""
+            shown += f", cost_usd={self.cost_usd:.6g}{estimated}"
         return shown + ")"
 
 

@@ -557,3 +557,34 @@ def test_config_mistakes_for_litellm_targets_name_the_setting(
         Relay.from_config({"targets": [target]})
 
     assert caught.value.path == path
+
+
+# --- price -----------------------------------------------------------------------------------
+
+
+async def test_the_cost_map_prices_a_model_litellm_knows(
+    provider: FakeProvider, litellm_backend: Factory
+) -> None:
+    import litellm
+
+    usage = {"prompt_tokens": 1000, "completion_tokens": 200}
+    provider.script(Reply.ok("hi", usage=usage), Reply.ok("hi", usage=usage))
+    backend = litellm_backend(provider, model="openai/gpt-4o-mini")
+    relay = Relay(targets=[backend])
+
+    answer = await relay.acomplete(messages=[{"role": "user", "content": "Hi"}])
+    own = await litellm.acompletion(
+        model="openai/gpt-4o-mini",
+        messages=[{"role": "user", "content": "Hi"}],
+        api_base=provider.url,
+        api_key=SECRET,
+    )
+
+    assert backend.price is not None and relay.targets[0].price == backend.price
+    assert answer.relay is not None and answer.relay.cost_usd is not None
+    assert answer.relay.cost_usd == pytest.approx(own._hidden_params["response_cost"])
+    assert answer.relay.cost_usd == pytest.approx(1000 * 0.15e-6 + 200 * 0.6e-6)
+
+
+def test_a_model_the_cost_map_does_not_list_has_no_price(provider: FakeProvider) -> None:
+    assert LiteLLM(model="openai/m", api_base=provider.url).price is None

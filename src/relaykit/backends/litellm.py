@@ -27,6 +27,7 @@ from relaykit.errors import (
     RelayError,
 )
 from relaykit.pipeline import CallContext
+from relaykit.pricing import Price
 from relaykit.stream import ChatStream
 from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest
 
@@ -97,6 +98,10 @@ class LiteLLM:
     layer that does it here. ``timeout`` (seconds) bounds a whole answer, the wait for a
     stream's first chunk and any silence between two chunks; a call's deadline shortens it.
 
+    ``price`` is the model's price in LiteLLM's model cost map (None for a model it does not
+    list); a ``Target`` without a ``price=`` of its own uses it for ``answer.relay.cost_usd``
+    and budgets.
+
     ``api_key`` and any keyword argument whose name says it is a credential (``*_key``,
     ``*_token``, ``*_secret``, ``password``) are kept out of reprs and masked in errors.
 
@@ -136,6 +141,7 @@ class LiteLLM:
             ) from None
         self.model: str | None = model
         self.name = name or model
+        self.price = _cost_map_price(self._litellm, model)
         self.timeout = float(timeout)
         self._api_key = api_key if isinstance(api_key, SecretStr | None) else SecretStr(api_key)
         self._options = dict(litellm_kwargs)
@@ -274,6 +280,26 @@ class LiteLLM:
             f"{problem['msg']})",
             target=self.name,
         )
+
+
+def _cost_map_price(litellm: Any, model: str) -> Price | None:
+    """The price LiteLLM's model cost map lists for ``model``, None when it lists none."""
+    try:
+        info = litellm.get_model_info(model)
+    except Exception:  # LiteLLM raises a plain Exception for a model it does not map
+        return None
+    rates = [info.get(key) for key in ("input_cost_per_token", "output_cost_per_token")]
+    if not all(isinstance(rate, int | float) for rate in rates):
+        return None
+    cached = info.get("cache_read_input_token_cost")
+    return Price(
+        input_per_mtok=rates[0] * _PER_MILLION,
+        output_per_mtok=rates[1] * _PER_MILLION,
+        cached_input_per_mtok=cached * _PER_MILLION if isinstance(cached, int | float) else None,
+    )
+
+
+_PER_MILLION = 1_000_000
 
 
 def _wire(response: Any) -> dict[str, Any]:

@@ -292,6 +292,7 @@ class _Hedger:
         ctx.attempt += branch.ctx.attempt - branch.attempts_before
         if won:
             ctx.target = branch.ctx.target
+            ctx.price = branch.ctx.price
             ctx.continued_from = branch.ctx.continued_from
 
 
