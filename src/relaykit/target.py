@@ -45,16 +45,6 @@ class Target:
     price: Price | None = None
 
     def __post_init__(self) -> None:
-        if self.price is None and isinstance(self.backend, HasPrice):
-            # A backend that knows its model's price (LiteLLM's cost map) prices the target.
-            object.__setattr__(self, "price", self.backend.price)
-        elif self.price is not None and not isinstance(self.price, Price):
-            raise ValueError(
-                f"price must be a relaykit.Price(input_per_mtok=..., output_per_mtok=...), "
-                f"got {self.price!r}"
-            )
-
-    def __post_init__(self) -> None:
         if not isinstance(self.backend, Backend):
             raise ValueError(_not_a_backend("Target backend", self.backend))
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
@@ -63,6 +53,14 @@ class Target:
         window = self.context_window
         if window is not None:
             whole_number("context_window", window, minimum=1, hint="tokens")
+        if self.price is None and isinstance(self.backend, HasPrice):
+            # A backend that knows its model's price (LiteLLM's cost map) prices the target.
+            object.__setattr__(self, "price", self.backend.price)
+        elif self.price is not None and not isinstance(self.price, Price):
+            raise ValueError(
+                f"price must be a relaykit.Price(input_per_mtok=..., output_per_mtok=...), "
+                f"got {self.price!r}"
+            )
 
     @property
     def label(self) -> str:
