@@ -70,8 +70,8 @@ MIDDLEWARE: dict[str, str] = {
     "budget": "relaykit.middleware.budget:Budget",
 }
 # Middlewares that keep state in a store, which a config names with `store:`.
-_STATEFUL = frozenset({"cache", "rate_limit", "circuit_breaker"})
-_STATEFUL_CLASSES = frozenset({"Cache", "RateLimit", "CircuitBreaker"})
+_STATEFUL = frozenset({"cache", "rate_limit", "circuit_breaker", "budget"})
+_STATEFUL_CLASSES = frozenset({"Cache", "RateLimit", "CircuitBreaker", "Budget"})
 # Middleware options that take error types; a config file names them.
 _ERROR_RULE_OPTIONS = frozenset({"retry_on", "failure_on"})
 # What a file's value can be for any other option (see file_options).

@@ -15,11 +15,14 @@ import time
 from typing import Any
 
 from relaykit import (
+    Budget,
+    BudgetExceededError,
     Cache,
     CircuitBreaker,
     CircuitOpenError,
     LocalRateLimitError,
     OpenAICompatible,
+    Price,
     RateLimit,
     Relay,
     RelayError,
@@ -42,10 +45,14 @@ async def main(job: dict[str, Any]) -> dict[str, Any]:
         )
     elif kind == "cache":
         outer.append(Cache(store=store))
+    elif kind == "budget":
+        outer.append(Budget(limit_usd=job["limit_usd"], per="all", name="shared", store=store))
     events: list[Event] = []
     backend = OpenAICompatible(job["provider_url"], api_key="sk-test", model="m")
+    price = Price(input_per_mtok=1.0, output_per_mtok=1.0)  # a token costs a micro-dollar
+    limits = {"max_tokens": job["max_tokens"]} if "max_tokens" in job else {}
     relay = Relay(
-        targets=[Target(backend, name="primary", middleware=layers)],
+        targets=[Target(backend, name="primary", middleware=layers, price=price)],
         middleware=outer,
         listeners=[events.append],
     )
@@ -55,13 +62,15 @@ async def main(job: dict[str, Any]) -> dict[str, Any]:
     async def call(text: str) -> str:
         nonlocal last_ok
         try:
-            answer = await relay.acomplete(messages=[{"role": "user", "content": text}])
+            answer = await relay.acomplete(messages=[{"role": "user", "content": text}], **limits)
             outcome = "cached" if answer.relay is not None and answer.relay.cached else "ok"
             last_ok = time.time()
         except LocalRateLimitError:
             outcome = "rate_limited"
         except CircuitOpenError:
             outcome = "circuit_open"
+        except BudgetExceededError:
+            outcome = "budget_exceeded"
         except RelayError as exc:
             outcome = type(exc).__name__
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
@@ -71,7 +80,8 @@ async def main(job: dict[str, Any]) -> dict[str, Any]:
         # Until refused three times in a row (the limit is used up), or the time is up.
         refused = 0
         while refused < 3 and time.monotonic() < until:
-            refused = refused + 1 if await call("hello") == "rate_limited" else 0
+            outcome = await call("hello")
+            refused = refused + 1 if outcome in ("rate_limited", "budget_exceeded") else 0
 
     print("ready", flush=True)
     assert sys.stdin.readline().strip() == "go"

@@ -133,3 +133,29 @@ async def test_fail_closed_refuses_calls_while_redis_is_down_and_sends_nothing(
     assert "600 requests/min" in str(caught.value)
     assert kinds(events) == ["StoreDegraded"]
     await relay.aclose()
+
+
+async def test_a_budget_counts_in_this_process_while_redis_is_down(
+    server: PrivateRedis, provider: FakeProvider, stores: StoreFactory
+) -> None:
+    from relaykit import Budget, BudgetExceededError, Price
+
+    provider.default = Reply.ok("hi", usage={"prompt_tokens": 10, "completion_tokens": 90})
+    events: list[Event] = []
+    store = stores(url=server.url, clock=FakeClock(), recheck_s=5)
+    backend = OpenAICompatible(provider.url, api_key="sk-test", model="m")
+    relay = Relay(
+        targets=[Target(backend, price=Price(input_per_mtok=1, output_per_mtok=1))],
+        # Room for one worst case (~1,009 micro-dollars), not for a second.
+        middleware=[Budget(limit_usd=0.00105, per="all", store=store)],
+        listeners=[events.append],
+    )
+
+    server.kill()
+    await relay.acomplete(messages=MESSAGES, max_tokens=1000)
+    with pytest.raises(BudgetExceededError):
+        await relay.acomplete(messages=MESSAGES, max_tokens=1000)
+
+    assert provider.request_count == 1
+    assert kinds(events) == ["StoreDegraded"]
+    await relay.aclose()

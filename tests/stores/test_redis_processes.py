@@ -16,9 +16,10 @@ from typing import Any
 
 from processes import run_workers
 
-from relaykit import CircuitBreaker, OpenAICompatible, Relay, RelayError, Target
+from relaykit import ChatRequest, CircuitBreaker, OpenAICompatible, Relay, RelayError, Target
 from relaykit.stores.redis import RedisStore
 from relaykit.testing import FakeProvider, Reply
+from relaykit.tokens import estimate_prompt_tokens
 
 WORKER_TIMEOUT_S = 5.0
 
@@ -157,4 +158,34 @@ def test_concurrent_identical_misses_in_four_processes_make_one_upstream_call(
         assert provider.request_count == 1
     assert total(results, "ok") == 1
     assert total(results, "cached") == 11
+    assert_none_degraded(results)
+
+
+# --- one budget ------------------------------------------------------------------------------
+
+
+def test_four_processes_sharing_one_redis_budget_spend_exactly_it(
+    redis_url: str, redis_prefix: str
+) -> None:
+    # Each call's real cost equals its reservation (the usage is the worst case), so 40
+    # reservations are exactly the budget: one call more would be an overspend, one fewer a
+    # budget the processes failed to use.
+    request = ChatRequest.model_validate({"messages": [{"role": "user", "content": "hello"}]})
+    prompt = estimate_prompt_tokens(request)
+    with FakeProvider() as provider:
+        provider.default = Reply.ok("hi", usage={"prompt_tokens": prompt, "completion_tokens": 100})
+        work = jobs(
+            4,
+            provider,
+            redis_url,
+            redis_prefix,
+            kind="budget",
+            limit_usd=40 * (prompt + 100) * 1e-6,  # $1 per million tokens
+            max_tokens=100,
+        )
+        results = run_workers([{**job, "seconds": 20, "concurrency": 4} for job in work])
+
+        assert provider.request_count == 40
+    assert total(results, "ok") == 40
+    assert all(result["outcomes"].get("budget_exceeded", 0) > 0 for result in results)
     assert_none_degraded(results)

@@ -314,3 +314,60 @@ def test_importing_the_redis_store_module_does_not_import_redis_until_a_store_is
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
 
     assert done.stdout.strip() == "False", done.stderr
+
+
+# --- budgets ------------------------------------------------------------------------------------
+
+
+async def test_a_budget_spent_through_one_store_refuses_through_another(
+    provider: FakeProvider, stores: StoreFactory, redis_url: str, redis_prefix: str
+) -> None:
+    from relaykit import Budget, BudgetExceededError, Price
+
+    provider.default = Reply.ok("hi", usage={"prompt_tokens": 10, "completion_tokens": 90})
+    price = Price(input_per_mtok=1.0, output_per_mtok=1.0)
+
+    def budgeted(store: RedisStore) -> Relay:
+        backend = OpenAICompatible(provider.url, api_key="sk-test", model="m")
+        # Room for one worst case (~1,009 micro-dollars), not for a second after it is spent.
+        budget = Budget(limit_usd=0.00105, per="tenant", name="team", store=store)
+        return Relay(targets=[Target(backend, price=price)], middleware=[budget])
+
+    first, second = budgeted(stores()), budgeted(stores())
+    await first.acomplete(messages=MESSAGES, max_tokens=1000, tenant="acme")
+    with pytest.raises(BudgetExceededError) as caught:
+        await second.acomplete(messages=MESSAGES, max_tokens=1000, tenant="acme")
+
+    assert provider.request_count == 1
+    assert caught.value.spent_usd == pytest.approx(100e-6)  # settled to the real cost
+    [key] = client(redis_url).keys(f"{redis_prefix}{{budget:team:acme:*")
+    assert float(client(redis_url).get(key)) == pytest.approx(100e-6)
+    # It expires a minute after its day ends, never before the window does.
+    ttl_s = client(redis_url).pttl(key) / 1000
+    assert caught.value.retry_after < ttl_s <= caught.value.retry_after + 61
+    await first.aclose()
+    await second.aclose()
+
+
+def test_a_config_files_store_is_where_its_budget_keeps_its_spend(
+    redis_url: str, redis_prefix: str
+) -> None:
+    from relaykit import Budget
+
+    relay = Relay.from_config(
+        {
+            "store": {"url": redis_url, "prefix": redis_prefix},
+            "targets": [
+                {
+                    "base_url": "http://127.0.0.1:1/v1",
+                    "model": "m",
+                    "price": {"input_per_mtok": 1, "output_per_mtok": 1},
+                }
+            ],
+            "middleware": [{"budget": {"limit_usd": 5, "window": "month"}}],
+        }
+    )
+
+    [budget] = relay.middleware
+    assert isinstance(budget, Budget) and isinstance(budget.store, RedisStore)
+    relay.close()

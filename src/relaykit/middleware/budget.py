@@ -28,6 +28,7 @@ from relaykit.errors import BudgetExceededError, InvalidRequestError
 from relaykit.pipeline import CallContext, Handler, Response
 from relaykit.pricing import answer_cost
 from relaykit.stores.budget import BudgetStore, MemoryBudgetStore
+from relaykit.stores.health import health_of, report_health
 from relaykit.stream import ChatStream
 from relaykit.tokens import estimate_completion_tokens, estimate_prompt_tokens
 from relaykit.types import ChatRequest
@@ -70,6 +71,7 @@ class Budget:
     """
 
     __slots__ = (
+        "_health",
         "_settlements",
         "_window",
         "default_max_tokens",
@@ -118,6 +120,8 @@ class Budget:
             store if store is not None else MemoryBudgetStore(wall_clock=wall_clock)
         )
         self._window = _Window.containing(window, wall_clock())
+        # A shared store's StoreDegraded / StoreRecovered events, passed on after each reserve.
+        self._health = health_of(self.store)
         # Stream settlements run as tasks on a shared store (a finalizer cannot await).
         self._settlements = BackgroundTasks()
 
@@ -148,6 +152,8 @@ class Budget:
         spend = await self.store.reserve(
             key, reserved, limit_usd=self.limit_usd, expires_at=window.ends
         )
+        if self._health is not None:
+            report_health(self._health, ctx)
         if not spend.granted:
             raise self._exceeded(spend.spent_usd, reserved, tenant, window, ctx)
 

@@ -1,4 +1,4 @@
-"""What the three halves of ``RedisStore`` share: the connection, the key layout and the
+"""What the four parts of ``RedisStore`` share: the connection, the key layout and the
 in-process state it falls back to while Redis cannot be reached.
 
 Keys (``prefix`` first, ``relaykit:`` by default) carry a hash tag — the part in braces — so
@@ -11,11 +11,14 @@ that every key one script touches lives in one Redis Cluster slot:
                                            relaykit:{rate:primary}:requests, ...:tokens
     <prefix>breaker:{<target>}             a circuit's state (a hash)
     <prefix>breaker:{<target>}:probes      its half-open probes in flight, scored by lease end
+    <prefix>{budget:<name>:<tenant>:<window>}
+                                           a budget window's spend in dollars
 """
 
 from __future__ import annotations
 
 from relaykit.stores.breaker import MemoryBreakerStore
+from relaykit.stores.budget import MemoryBudgetStore
 from relaykit.stores.rate_limit import MemoryRateLimitStore
 from relaykit.stores.redis._connection import RedisConnection
 
@@ -25,16 +28,26 @@ __all__ = ["RedisStoreBase", "bucket_key", "hash_tag"]
 class RedisStoreBase:
     """The state the mixins of ``RedisStore`` share; it does nothing by itself."""
 
-    __slots__ = ("_breakers", "_conn", "_flight_ms", "_limits", "_token", "flight_s", "prefix")
+    __slots__ = (
+        "_breakers",
+        "_budgets",
+        "_conn",
+        "_flight_ms",
+        "_limits",
+        "_token",
+        "flight_s",
+        "prefix",
+    )
 
     _conn: RedisConnection
     prefix: str
     flight_s: float
     _flight_ms: int
     _token: str
-    # What limits and breakers use while Redis is down: this process's own state.
+    # What limits, breakers and budgets use while Redis is down: this process's own state.
     _limits: MemoryRateLimitStore
     _breakers: MemoryBreakerStore
+    _budgets: MemoryBudgetStore
 
 
 def bucket_key(prefix: str, key: str) -> str:

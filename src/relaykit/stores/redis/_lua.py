@@ -275,3 +275,35 @@ if tonumber(redis.call('HGET', h, 's')) == 2 then redis.call('ZPOPMAX', z) end
 return 1
 """,
 )
+
+
+# --- budgets (reserve and settle; see relaykit.stores.budget) -----------------------------------
+# KEYS[1] one budget window's spend in dollars (absent: nothing spent). Its expiry is the
+# window's end (a minute after), set by the caller's wall clock, which placed the call there.
+
+# ARGV: amount, limit, slack, expires_at ms. Returns {granted 0|1, spent}: spent with the
+# amount when granted, without it when not.
+BUDGET_RESERVE: Final = script(
+    "budget.reserve",
+    """
+local spent = tonumber(redis.call('GET', KEYS[1])) or 0
+if spent + tonumber(ARGV[1]) > tonumber(ARGV[2]) + tonumber(ARGV[3]) then
+  return {0, fmt(spent)}
+end
+local total = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[4])
+return {1, total}
+""",
+)
+
+# ARGV: amount (negative gives back), expires_at ms. Never below zero; never checked against
+# the limit: the money is spent either way.
+BUDGET_SETTLE: Final = script(
+    "budget.settle",
+    """
+local total = tonumber(redis.call('INCRBYFLOAT', KEYS[1], ARGV[1]))
+if total < 0 then redis.call('SET', KEYS[1], '0') end
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return 1
+""",
+)

@@ -10,8 +10,10 @@ from relaykit._checks import positive_seconds, whole_number
 from relaykit.clock import Clock, SystemClock
 from relaykit.events import Event
 from relaykit.stores.breaker import MemoryBreakerStore
+from relaykit.stores.budget import MemoryBudgetStore
 from relaykit.stores.rate_limit import MemoryRateLimitStore
 from relaykit.stores.redis._breaker import RedisBreakers
+from relaykit.stores.redis._budget import RedisBudgets
 from relaykit.stores.redis._cache import RedisCache
 from relaykit.stores.redis._connection import RedisConnection, check_url
 from relaykit.stores.redis._rate_limit import RedisRateLimits
@@ -19,14 +21,15 @@ from relaykit.stores.redis._rate_limit import RedisRateLimits
 __all__ = ["RedisStore"]
 
 
-class RedisStore(RedisCache, RedisRateLimits, RedisBreakers):
-    """Shared state in Redis: pass it as ``store=`` to ``Cache``, ``RateLimit`` and
-    ``CircuitBreaker``, and every process using the same ``url`` and ``prefix`` shares one
-    cache, one limit and one circuit per target.
+class RedisStore(RedisCache, RedisRateLimits, RedisBreakers, RedisBudgets):
+    """Shared state in Redis: pass it as ``store=`` to ``Cache``, ``RateLimit``,
+    ``CircuitBreaker`` and ``Budget``, and every process using the same ``url`` and ``prefix``
+    shares one cache, one limit and one circuit per target, and one spend per budget window.
 
-    Each decision is one Lua script on the server's clock (``docs/redis.md`` lists the keys).
-    No call waits on Redis longer than ``timeout_s``; when Redis is slow or gone, the cache
-    misses and limits and breakers use this process's own state, a ``StoreDegraded`` event
+    Each decision is one Lua script, on the server's clock where it reads time
+    (``docs/redis.md`` lists the keys). No call waits on Redis longer than ``timeout_s``; when
+    Redis is slow or gone, the cache misses and limits, breakers and budgets use this
+    process's own state, a ``StoreDegraded`` event
     says so, and Redis is tried again after ``recheck_s`` (measured on ``clock``), not on every
     call. Concurrent identical cache misses in several processes make one upstream call; the
     others wait up to ``flight_s`` for it (longer calls are then made again).
@@ -80,6 +83,7 @@ class RedisStore(RedisCache, RedisRateLimits, RedisBreakers):
         self._token = uuid.uuid4().hex  # marks the flights this store holds
         self._limits = MemoryRateLimitStore()
         self._breakers = MemoryBreakerStore()
+        self._budgets = MemoryBudgetStore()
         self._conn.check()
 
     def __repr__(self) -> str:
