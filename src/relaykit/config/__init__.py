@@ -1,0 +1,2 @@
+"""Relays built from a YAML file or a dict (see docs/config.md).
+"""
