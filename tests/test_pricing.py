@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from relaykit import Cache, Group, OpenAICompatible, Price, Relay, Target
-from relaykit.pricing import ceiling
+from relaykit.contract.pricing import ceiling
 from relaykit.testing import FakeClock, FakeProvider, Reply
 
 BackendFactory = Callable[..., OpenAICompatible]

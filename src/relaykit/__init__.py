@@ -7,12 +7,10 @@ answer = relay.complete(messages=[{"role": "user", "content": "Hello"}])
 """
 
 from relaykit import presets
-from relaykit._rules import default_fallback_on
-from relaykit._sync_stream import SyncChatStream
 from relaykit.backends import Backend, FunctionBackend, LiteLLM, OpenAICompatible
-from relaykit.clock import Clock, SystemClock
-from relaykit.decorators import resilient
-from relaykit.errors import (
+from relaykit.contract.clock import Clock, SystemClock
+from relaykit.contract.error_rules import default_fallback_on
+from relaykit.contract.errors import (
     AllTargetsFailedError,
     Attempt,
     AuthenticationError,
@@ -37,28 +35,36 @@ from relaykit.errors import (
     RouteStep,
     StreamInterruptedError,
 )
+from relaykit.contract.pipeline import CallContext, Handler, Middleware
+from relaykit.contract.pricing import Price
+from relaykit.contract.schema import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatRequest,
+    RelayInfo,
+    Usage,
+)
+from relaykit.contract.stream import ChatStream
+from relaykit.contract.target import BoundTarget, Group, Strategy, Target
+from relaykit.decorators import resilient
+from relaykit.facade.relay import Relay
+from relaykit.facade.sync_stream import SyncChatStream
 from relaykit.middleware.budget import Budget
 from relaykit.middleware.cache import Cache
 from relaykit.middleware.circuit_breaker import CircuitBreaker
-from relaykit.middleware.fallback import (
+from relaykit.middleware.rate_limit import RateLimit
+from relaykit.middleware.retry import Retry, RetryBudget
+from relaykit.middleware.timeout import Timeout
+from relaykit.observability.logging import Logging
+from relaykit.observability.telemetry import OpenTelemetry
+from relaykit.strategies import Hedge, LoadBalance
+from relaykit.strategies.fallback import (
     Fallback,
     answer_check,
     empty_answer,
     invalid_json,
     refusal,
 )
-from relaykit.middleware.logging import Logging
-from relaykit.middleware.rate_limit import RateLimit
-from relaykit.middleware.retry import Retry, RetryBudget
-from relaykit.middleware.telemetry import OpenTelemetry
-from relaykit.middleware.timeout import Timeout
-from relaykit.pipeline import CallContext, Handler, Middleware
-from relaykit.pricing import Price
-from relaykit.relay import Relay
-from relaykit.strategies import Hedge, LoadBalance
-from relaykit.stream import ChatStream
-from relaykit.target import BoundTarget, Group, Strategy, Target
-from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest, RelayInfo, Usage
 
 __all__ = [
     "AllTargetsFailedError",

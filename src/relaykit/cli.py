@@ -8,16 +8,16 @@ import sys
 from collections.abc import Sequence
 
 from relaykit.backends.openai_compatible import OpenAICompatible
-from relaykit.errors import RelayError
+from relaykit.contract.errors import RelayError
+from relaykit.contract.schema import RelayInfo
+from relaykit.contract.target import Target
+from relaykit.facade.relay import Relay
 from relaykit.middleware.cache import Cache
 from relaykit.middleware.circuit_breaker import CircuitBreaker
-from relaykit.middleware.fallback import Fallback
 from relaykit.middleware.retry import Retry
 from relaykit.middleware.timeout import Timeout
-from relaykit.relay import Relay
-from relaykit.target import Target
+from relaykit.strategies.fallback import Fallback
 from relaykit.testing.fake_provider import FakeProvider, Reply
-from relaykit.types import RelayInfo
 
 __all__ = ["main"]
 

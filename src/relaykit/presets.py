@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from relaykit.backends.openai_compatible import OpenAICompatible
-from relaykit.errors import ConfigError
+from relaykit.contract.errors import ConfigError
 
 __all__ = ["morpheus", "openai", "openai_compatible", "voidai"]
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relaykit import _canonical
-from relaykit._canonical import canonical_json
+from relaykit._support import canonical as _canonical
+from relaykit._support.canonical import canonical_json
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

@@ -34,8 +34,8 @@ from relaykit import (
     RelayError,
     Target,
 )
-from relaykit._secrets import MASK, Secrets, mask_url
-from relaykit.events import Event
+from relaykit._support.secrets import MASK, Secrets, mask_url
+from relaykit.contract.events import Event
 from relaykit.testing import FakeProvider, Reply
 
 HI = [{"role": "user", "content": "hi"}]

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from relaykit._background import BackgroundTasks
-from relaykit._checks import fraction, positive_number, positive_seconds, whole_number
-from relaykit._rules import check_rules, matches
-from relaykit.errors import (
+from relaykit._support.background import BackgroundTasks
+from relaykit._support.checks import fraction, positive_number, positive_seconds, whole_number
+from relaykit.contract.error_rules import check_rules, matches
+from relaykit.contract.errors import (
     ProviderError,
     ProviderTimeout,
     QuotaExceededError,

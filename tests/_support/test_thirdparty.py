@@ -1,4 +1,5 @@
-"""The private parts of other libraries relaykit relies on (relaykit._thirdparty) still hold.
+"""The private parts of other libraries relaykit relies on (relaykit._support.thirdparty) still
+hold.
 
 Each test fails with a message naming what changed, so an upgrade that breaks a shortcut is
 caught here and not as a slow call or a changed cache key.
@@ -14,10 +15,10 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from relaykit._canonical import canonical_json
-from relaykit._thirdparty import c_json_encoder, is_lazy_proxy, proxy_caches_logger
+from relaykit._support.canonical import canonical_json
+from relaykit._support.thirdparty import c_json_encoder, is_lazy_proxy, proxy_caches_logger
 
-WHAT_CHANGED = "a structlog upgrade changed what relaykit._thirdparty relies on: "
+WHAT_CHANGED = "a structlog upgrade changed what relaykit._support.thirdparty relies on: "
 
 
 @pytest.fixture

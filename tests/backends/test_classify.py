@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 import pytest
 
-from relaykit.classify import (
+from relaykit.backends.classify import (
     classify_exception,
     error_from_http,
     parse_error_body,
     retry_after_from_headers,
 )
-from relaykit.errors import (
+from relaykit.contract.errors import (
     AuthenticationError,
     ContentFilterError,
     ContextWindowError,
@@ -231,7 +231,7 @@ def test_every_relay_error_survives_copy_and_pickle_with_its_attributes() -> Non
     import copy
     import pickle
 
-    from relaykit.errors import RequestValidationError, StreamInterruptedError
+    from relaykit.contract.errors import RequestValidationError, StreamInterruptedError
 
     errors = [
         StreamInterruptedError("broke its stream", partial=None, target="a"),

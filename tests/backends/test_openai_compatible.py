@@ -34,7 +34,7 @@ from relaykit import (
     StreamInterruptedError,
     SystemClock,
 )
-from relaykit._loop_thread import LoopThread
+from relaykit.facade.loop_thread import LoopThread
 from relaykit.testing import FakeProvider, Reply
 
 BackendFactory = Callable[..., OpenAICompatible]  # the conftest ``backend`` fixture

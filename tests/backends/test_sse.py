@@ -7,7 +7,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relaykit.sse import SSEDecoder, SSEEvent
+from relaykit.backends._sse import SSEDecoder, SSEEvent
 
 
 def decode(*reads: bytes) -> list[SSEEvent]:

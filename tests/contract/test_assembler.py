@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relaykit.assembler import StreamAssembler, chunks_from_completion
-from relaykit.types import ChatCompletion, ChatCompletionChunk
+from relaykit.contract.assembler import StreamAssembler, chunks_from_completion
+from relaykit.contract.schema import ChatCompletion, ChatCompletionChunk
 
 HEAD = {
     "id": "chatcmpl-1",
@@ -305,8 +305,8 @@ def test_streaming_without_include_usage_gives_it_back_without_usage(
 
 
 def test_tool_call_deltas_without_index_and_stream_only_fields_still_assemble() -> None:
-    from relaykit.assembler import StreamAssembler
-    from relaykit.types import ChatCompletionChunk
+    from relaykit.contract.assembler import StreamAssembler
+    from relaykit.contract.schema import ChatCompletionChunk
 
     head = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
     chunks = [
@@ -352,8 +352,8 @@ def test_tool_call_deltas_without_index_and_stream_only_fields_still_assemble() 
 
 
 def test_parallel_tool_calls_without_index_are_told_apart_by_id() -> None:
-    from relaykit.assembler import StreamAssembler
-    from relaykit.types import ChatCompletionChunk
+    from relaykit.contract.assembler import StreamAssembler
+    from relaykit.contract.schema import ChatCompletionChunk
 
     head = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
 

@@ -16,16 +16,16 @@ from relaykit import (
     Target,
     Timeout,
 )
-from relaykit.capabilities import (
+from relaykit.contract.capabilities import (
     ClosesResources,
     KeysRequests,
     ObservesEvents,
     RetriesCalls,
     WantsEvents,
 )
-from relaykit.events import AttemptStarted, Completed, Event
-from relaykit.pipeline import CallContext, Handler, Response
-from relaykit.types import ChatRequest
+from relaykit.contract.events import AttemptStarted, Completed, Event
+from relaykit.contract.pipeline import CallContext, Handler, Response
+from relaykit.contract.schema import ChatRequest
 
 HI = [{"role": "user", "content": "hi"}]
 

@@ -22,9 +22,9 @@ from relaykit import (
     Target,
     Timeout,
 )
-from relaykit.stream import commits
+from relaykit.contract.schema import ChatCompletionChunk
+from relaykit.contract.stream import commits
 from relaykit.testing import FakeClock, FakeProvider, Reply
-from relaykit.types import ChatCompletionChunk
 
 HI = [{"role": "user", "content": "hi"}]
 

@@ -17,10 +17,10 @@ from relaykit import (
     Relay,
     Target,
 )
-from relaykit.events import Event, Failed
-from relaykit.pipeline import CallContext, Handler, Response
+from relaykit.contract.events import Event, Failed
+from relaykit.contract.pipeline import CallContext, Handler, Response
+from relaykit.contract.schema import ChatRequest
 from relaykit.testing import FakeProvider, Reply
-from relaykit.types import ChatRequest
 
 HI = [{"role": "user", "content": "hi"}]
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from relaykit import Cache, OpenAICompatible, Relay
-from relaykit.pipeline import CallContext, Handler, Response
+from relaykit.contract.pipeline import CallContext, Handler, Response
+from relaykit.contract.schema import ChatRequest
 from relaykit.testing import FakeProvider
-from relaykit.types import ChatRequest
 
 HI = [{"role": "user", "content": "hi"}]
 

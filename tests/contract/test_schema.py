@@ -11,8 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from relaykit._request import validate_request
-from relaykit.types import (
+from relaykit.contract.schema import (
     AssistantMessage,
     ChatCompletion,
     ChatCompletionChunk,
@@ -25,6 +24,7 @@ from relaykit.types import (
     ToolMessage,
     UserMessage,
 )
+from relaykit.facade.request import validate_request
 
 WEATHER_TOOL = {
     "type": "function",

@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relaykit.tokens import (
+from relaykit.contract.schema import ChatRequest
+from relaykit.contract.tokens import (
     DEFAULT_COMPLETION_TOKENS,
     estimate_completion_tokens,
     estimate_prompt_tokens,
     estimate_tokens,
 )
-from relaykit.types import ChatRequest
 
 WEATHER_TOOL = {
     "type": "function",

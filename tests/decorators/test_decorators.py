@@ -26,7 +26,7 @@ from relaykit import (
     RequestValidationError,
     Target,
 )
-from relaykit.classify import classify_exception
+from relaykit.backends.classify import classify_exception
 from relaykit.decorators import resilient
 from relaykit.middleware.cache import Cache
 from relaykit.middleware.retry import Retry

@@ -20,8 +20,8 @@ from relaykit import (
     RequestValidationError,
     Retry,
 )
+from relaykit.contract.schema import UserMessage
 from relaykit.testing import FakeClock, FakeProvider, Reply
-from relaykit.types import UserMessage
 
 HI = [{"role": "user", "content": "hi"}]
 

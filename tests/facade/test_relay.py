@@ -27,7 +27,7 @@ from relaykit import (
     RequestValidationError,
     Target,
 )
-from relaykit.events import (
+from relaykit.contract.events import (
     AttemptFailed,
     AttemptStarted,
     AttemptSucceeded,
@@ -35,7 +35,7 @@ from relaykit.events import (
     Event,
     FallingBack,
 )
-from relaykit.pipeline import Handler, Response
+from relaykit.contract.pipeline import Handler, Response
 from relaykit.testing import FakeProvider, Reply
 
 HI = [{"role": "user", "content": "Hi"}]

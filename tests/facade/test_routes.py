@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from relaykit import FunctionBackend, ProviderError, Relay, RequestValidationError, Retry, Target
-from relaykit.pipeline import CallContext, Handler, Response
+from relaykit.contract.pipeline import CallContext, Handler, Response
+from relaykit.contract.schema import ChatRequest
 from relaykit.testing import FakeClock
-from relaykit.types import ChatRequest
 
 HI = [{"role": "user", "content": "hi"}]
 

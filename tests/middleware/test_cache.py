@@ -16,16 +16,16 @@ from relaykit import (
     Relay,
     StreamInterruptedError,
 )
-from relaykit._request import validate_request
+from relaykit.contract.errors import CacheMissError
+from relaykit.contract.events import CacheHit, CacheMiss, Event
+from relaykit.contract.schema import ChatCompletion, ChatRequest, UserMessage
 from relaykit.decorators import resilient
-from relaykit.errors import CacheMissError
-from relaykit.events import CacheHit, CacheMiss, Event
+from relaykit.facade.request import validate_request
 from relaykit.middleware.cache import Cache
 from relaykit.middleware.retry import Retry
 from relaykit.stores.cache import FrozenCompletion, MemoryCacheStore
 from relaykit.testing import FakeProvider, Reply
 from relaykit.testing.clock import FakeClock
-from relaykit.types import ChatCompletion, ChatRequest, UserMessage
 
 BackendFactory = Callable[..., OpenAICompatible]  # the conftest fixture `backend`
 HI = [{"role": "user", "content": "hi"}]

@@ -21,11 +21,11 @@ from relaykit import (
     StreamInterruptedError,
     Target,
 )
-from relaykit.events import CircuitClosed, CircuitOpened, Event
+from relaykit.contract.events import CircuitClosed, CircuitOpened, Event
+from relaykit.contract.schema import ChatRequest
 from relaykit.middleware.circuit_breaker import CircuitBreaker
 from relaykit.stores.breaker import BreakerPolicy, MemoryBreakerStore, Outcome, Transition
 from relaykit.testing import FakeClock, FakeProvider, FunctionBackend, Reply
-from relaykit.types import ChatRequest
 
 HI = [{"role": "user", "content": "hi"}]
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relaykit.errors import (
+from relaykit.contract.errors import (
     AuthenticationError,
     ContextWindowError,
     InvalidRequestError,

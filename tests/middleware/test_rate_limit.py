@@ -22,9 +22,9 @@ from relaykit import (
     Target,
     Timeout,
 )
-from relaykit.events import Event, FallingBack, RateLimited
+from relaykit.contract.events import Event, FallingBack, RateLimited
+from relaykit.contract.pipeline import Response
 from relaykit.middleware.rate_limit import RateLimit
-from relaykit.pipeline import Response
 from relaykit.stores.rate_limit import GRANTED, Bucket, MemoryRateLimitStore, RateLimitStore
 from relaykit.testing import FakeProvider
 from relaykit.testing.clock import FakeClock

@@ -23,12 +23,12 @@ from relaykit import (
     StreamInterruptedError,
     Target,
 )
-from relaykit.events import Event, Retrying
+from relaykit.contract.events import Event, Retrying
+from relaykit.contract.pipeline import CallContext, Handler, Middleware, Response
+from relaykit.contract.schema import ChatRequest
 from relaykit.middleware.retry import Backoff, GiveUp, Retry, RetryBudget, RetryPolicy
-from relaykit.pipeline import CallContext, Handler, Middleware, Response
 from relaykit.testing import FakeProvider, Reply
 from relaykit.testing.clock import FakeClock
-from relaykit.types import ChatRequest
 
 HI = [{"role": "user", "content": "hi"}]
 

@@ -24,9 +24,9 @@ from relaykit import (
     StreamInterruptedError,
     Target,
 )
-from relaykit.events import AttemptFailed, Event
+from relaykit.contract.events import AttemptFailed, Event
+from relaykit.contract.pipeline import Response
 from relaykit.middleware.timeout import Timeout
-from relaykit.pipeline import Response
 from relaykit.testing import FakeClock, FakeProvider, Reply
 from relaykit.testing.clock import _FakeTimeout
 

@@ -12,8 +12,8 @@ import structlog
 from structlog.testing import capture_logs
 
 from relaykit import Cache, OpenAICompatible, Relay, Target
-from relaykit.errors import ProviderError, RelayError
-from relaykit.events import (
+from relaykit.contract.errors import ProviderError, RelayError
+from relaykit.contract.events import (
     CacheHit,
     CacheMiss,
     CircuitClosed,
@@ -21,9 +21,9 @@ from relaykit.events import (
     RateLimited,
     Retrying,
 )
-from relaykit.middleware.logging import Logging
+from relaykit.contract.schema import ChatRequest
+from relaykit.observability.logging import Logging
 from relaykit.testing import FakeClock, FakeProvider, FunctionBackend, Reply
-from relaykit.types import ChatRequest
 
 HI = [{"role": "user", "content": "hi"}]
 SECRET_KEY = "sk-live-DO-NOT-LOG-9f8e7d6c5b4a"

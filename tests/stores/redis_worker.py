@@ -28,7 +28,7 @@ from relaykit import (
     RelayError,
     Target,
 )
-from relaykit.events import Event, StoreDegraded
+from relaykit.contract.events import Event, StoreDegraded
 from relaykit.stores.redis import RedisStore
 
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import PrivateAttr
 
+from relaykit.contract.schema import ChatCompletion
 from relaykit.stores.cache import FrozenCompletion, MemoryCacheStore
-from relaykit.types import ChatCompletion
 
 ANSWER = {
     "id": "c1",
@@ -58,7 +58,7 @@ async def test_store_hits_do_not_share_a_private_value() -> None:
 
 
 def test_a_thawed_answer_says_it_is_cached_and_which_target_gave_it() -> None:
-    from relaykit.types import RelayInfo, set_relay_info
+    from relaykit.contract.schema import RelayInfo, set_relay_info
 
     plain = FrozenCompletion.of(ChatCompletion.model_validate(ANSWER)).thaw()
     assert plain.relay is not None

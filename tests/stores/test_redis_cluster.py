@@ -10,7 +10,7 @@ import redis
 from redis_servers import Cluster, StoreFactory
 
 from relaykit import Cache, CircuitBreaker, OpenAICompatible, RateLimit, Relay, Target
-from relaykit.events import Event, StoreDegraded
+from relaykit.contract.events import Event, StoreDegraded
 from relaykit.testing import FakeProvider, Reply
 
 

@@ -23,7 +23,7 @@ from relaykit import (
     Relay,
     Target,
 )
-from relaykit.events import Event, StoreDegraded, StoreRecovered
+from relaykit.contract.events import Event, StoreDegraded, StoreRecovered
 from relaykit.stores.redis import RedisStore
 from relaykit.testing import FakeClock, FakeProvider, Reply
 

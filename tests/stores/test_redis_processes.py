@@ -17,9 +17,9 @@ from typing import Any
 from processes import run_workers
 
 from relaykit import ChatRequest, CircuitBreaker, OpenAICompatible, Relay, RelayError, Target
+from relaykit.contract.tokens import estimate_prompt_tokens
 from relaykit.stores.redis import RedisStore
 from relaykit.testing import FakeProvider, Reply
-from relaykit.tokens import estimate_prompt_tokens
 
 WORKER_TIMEOUT_S = 5.0
 

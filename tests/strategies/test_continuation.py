@@ -19,8 +19,8 @@ from relaykit import (
     StreamInterruptedError,
     Target,
 )
-from relaykit.events import Completed, Event
-from relaykit.middleware._splice import CONTINUE_PROMPT, Join, Splice, separator
+from relaykit.contract.events import Completed, Event
+from relaykit.strategies._splice import CONTINUE_PROMPT, Join, Splice, separator
 from relaykit.testing import FakeProvider, RecordedRequest, Reply
 
 HI = [{"role": "user", "content": "Count to six."}]

@@ -28,10 +28,10 @@ from relaykit import (
     Target,
     default_fallback_on,
 )
-from relaykit.events import Event, FallingBack
-from relaykit.middleware.fallback import answer_check, empty_answer, invalid_json
+from relaykit.contract.events import Event, FallingBack
+from relaykit.contract.schema import ChatRequest
+from relaykit.strategies.fallback import answer_check, empty_answer, invalid_json
 from relaykit.testing import FakeClock, FakeProvider, Reply
-from relaykit.types import ChatRequest
 
 HI = [{"role": "user", "content": "hi"}]
 

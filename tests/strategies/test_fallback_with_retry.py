@@ -17,8 +17,8 @@ from relaykit import (
     Target,
     Timeout,
 )
+from relaykit.contract.schema import ChatRequest
 from relaykit.testing import FakeClock, FakeProvider, Reply
-from relaykit.types import ChatRequest
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -122,7 +122,7 @@ async def test_a_target_reused_in_routes_keeps_its_own_retry_on_every_route() ->
 def test_all_targets_failed_survives_copy_with_its_retry_facts() -> None:
     import copy
 
-    from relaykit.errors import Attempt
+    from relaykit.contract.errors import Attempt
 
     error = AllTargetsFailedError(
         [Attempt("a", ProviderError("answered 503", status=503, retry_after=2.0), 0.1)],
@@ -134,7 +134,7 @@ def test_all_targets_failed_survives_copy_with_its_retry_facts() -> None:
 
 
 def test_splitting_an_exhausted_group_keeps_it_not_retryable() -> None:
-    from relaykit.errors import Attempt
+    from relaykit.contract.errors import Attempt
 
     error = AllTargetsFailedError(
         [

@@ -21,7 +21,7 @@ from relaykit import (
     Relay,
     Target,
 )
-from relaykit.events import Event, HedgeStarted, HedgeWon
+from relaykit.contract.events import Event, HedgeStarted, HedgeWon
 from relaykit.testing import FakeClock, FakeProvider, Reply
 
 HI = [{"role": "user", "content": "hi"}]

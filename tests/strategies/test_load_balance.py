@@ -20,8 +20,8 @@ from relaykit import (
     RelayError,
     Target,
 )
-from relaykit.capabilities import AdmitsCalls
-from relaykit.events import Event, FallingBack
+from relaykit.contract.capabilities import AdmitsCalls
+from relaykit.contract.events import Event, FallingBack
 from relaykit.testing import FakeClock, FakeProvider, Reply
 
 HI = [{"role": "user", "content": "hi"}]

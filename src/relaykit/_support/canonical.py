@@ -3,8 +3,8 @@
 The text is exactly ``json.dumps(value, sort_keys=True, separators=(",", ":"))``. That call
 builds a new encoder each time, which costs more than encoding a short request, and every
 cached call makes a key; so the C encoder behind it is built once
-(``relaykit._thirdparty``, where the private part it needs is pinned). Where the C encoder is
-missing, the same text comes from a ``json.JSONEncoder`` built once.
+(``relaykit._support.thirdparty``, where the private part it needs is pinned). Where the C encoder
+is missing, the same text comes from a ``json.JSONEncoder`` built once.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from relaykit._thirdparty import c_json_encoder
+from relaykit._support.thirdparty import c_json_encoder
 
 __all__ = ["canonical_json", "request_identity"]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic_core import ErrorDetails
 
-from relaykit._secrets import MASK, is_secret_name, mask_shapes, masked_mapping
+from relaykit._support.secrets import MASK, is_secret_name, mask_shapes, masked_mapping
 
 __all__ = ["best_error", "describe_input", "error_path", "problem", "subpath"]
 

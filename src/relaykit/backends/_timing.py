@@ -7,8 +7,8 @@ or the call's ``Timeout(total_s=...)``).
 
 from __future__ import annotations
 
-from relaykit.errors import ProviderTimeout
-from relaykit.pipeline import CallContext
+from relaykit.contract.errors import ProviderTimeout
+from relaykit.contract.pipeline import CallContext
 
 __all__ = ["time_allowed", "timed_out"]
 

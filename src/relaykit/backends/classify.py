@@ -14,8 +14,8 @@ from collections.abc import Iterator, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from relaykit._secrets import Secrets
-from relaykit.errors import (
+from relaykit._support.secrets import Secrets
+from relaykit.contract.errors import (
     AuthenticationError,
     BadResponseError,
     ContentFilterError,
@@ -299,7 +299,7 @@ def describe_exception(exc: BaseException, *, secrets: Secrets | None = None) ->
     Masked: ``secrets`` and the credentials the request behind ``exc`` carried. relaykit's own
     backend knows its key; an exception from another SDK does not say which key it used, but
     the openai SDK, httpx, requests and aiohttp keep the request on it: its credential headers
-    and query parameters (``relaykit._secrets``) are the secrets a provider may echo back.
+    and query parameters (``relaykit._support.secrets``) are the secrets a provider may echo back.
     """
     hidden = _credentials(exc) if secrets is None else secrets + _credentials(exc)
     return f"{type(exc).__name__}: {hidden.mask(str(exc))}"

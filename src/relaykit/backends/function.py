@@ -9,11 +9,11 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import Any
 
-from relaykit.classify import describe_exception
-from relaykit.errors import BadResponseError, ProviderError, RelayError
-from relaykit.pipeline import CallContext
-from relaykit.stream import ChatStream
-from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest
+from relaykit.backends.classify import describe_exception
+from relaykit.contract.errors import BadResponseError, ProviderError, RelayError
+from relaykit.contract.pipeline import CallContext
+from relaykit.contract.schema import ChatCompletion, ChatCompletionChunk, ChatRequest
+from relaykit.contract.stream import ChatStream
 
 __all__ = ["FunctionBackend"]
 

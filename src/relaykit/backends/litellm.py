@@ -16,20 +16,20 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from relaykit._secrets import MASK, Secrets, is_secret_name
+from relaykit._support.secrets import MASK, Secrets, is_secret_name
 from relaykit.backends._timing import time_allowed, timed_out
-from relaykit.classify import classify_exception, describe_exception
-from relaykit.errors import (
+from relaykit.backends.classify import classify_exception, describe_exception
+from relaykit.contract.errors import (
     BadResponseError,
     InvalidRequestError,
     ProviderError,
     ProviderTimeout,
     RelayError,
 )
-from relaykit.pipeline import CallContext
-from relaykit.pricing import Price
-from relaykit.stream import ChatStream
-from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest
+from relaykit.contract.pipeline import CallContext
+from relaykit.contract.pricing import Price
+from relaykit.contract.schema import ChatCompletion, ChatCompletionChunk, ChatRequest
+from relaykit.contract.stream import ChatStream
 
 __all__ = ["LiteLLM"]
 

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 from pydantic import SecretStr, ValidationError
 
-from relaykit._checks import positive_seconds, whole_number
-from relaykit._secrets import (
+from relaykit._support.checks import positive_seconds, whole_number
+from relaykit._support.secrets import (
     MASK,
     SecretDict,
     Secrets,
@@ -21,18 +21,18 @@ from relaykit._secrets import (
     is_secret_name,
     mask_url,
 )
+from relaykit.backends._sse import SSEDecoder, SSEEvent
 from relaykit.backends._timing import time_allowed, timed_out
-from relaykit.classify import error_from_http, parse_error_body
-from relaykit.errors import (
+from relaykit.backends.classify import error_from_http, parse_error_body
+from relaykit.contract.errors import (
     BadResponseError,
     InvalidRequestError,
     ProviderConnectionError,
     RelayError,
 )
-from relaykit.pipeline import CallContext
-from relaykit.sse import SSEDecoder, SSEEvent
-from relaykit.stream import ChatStream
-from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest
+from relaykit.contract.pipeline import CallContext
+from relaykit.contract.schema import ChatCompletion, ChatCompletionChunk, ChatRequest
+from relaykit.contract.stream import ChatStream
 
 __all__ = ["OpenAICompatible"]
 

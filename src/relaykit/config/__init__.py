@@ -1,2 +1,1 @@
-"""Relays built from a YAML file or a dict (see docs/config.md).
-"""
+"""Relays built from a YAML file or a dict (see docs/config.md)."""

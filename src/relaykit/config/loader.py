@@ -38,18 +38,19 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from relaykit import errors, presets
-from relaykit._config_text import ENV, Expanded, expand, scalar, within, yaml_problem
-from relaykit._rules import ErrorRule, default_fallback_on
-from relaykit._validation import best_error, error_path, problem, subpath
-from relaykit.backends.base import Backend
+from relaykit import presets
+from relaykit._support.pydantic_errors import best_error, error_path, problem, subpath
 from relaykit.backends.openai_compatible import OpenAICompatible
-from relaykit.errors import ConfigError
-from relaykit.middleware.fallback import AnswerCheck, Fallback, empty_answer, invalid_json, refusal
-from relaykit.pipeline import Middleware
-from relaykit.pricing import Price
+from relaykit.config.text import ENV, Expanded, expand, scalar, within, yaml_problem
+from relaykit.contract import errors
+from relaykit.contract.backend import Backend
+from relaykit.contract.error_rules import ErrorRule, default_fallback_on
+from relaykit.contract.errors import ConfigError
+from relaykit.contract.pipeline import Middleware
+from relaykit.contract.pricing import Price
+from relaykit.contract.target import Group, Strategy, Target
 from relaykit.strategies import Hedge, LoadBalance
-from relaykit.target import Group, Strategy, Target
+from relaykit.strategies.fallback import AnswerCheck, Fallback, empty_answer, invalid_json, refusal
 
 if TYPE_CHECKING:
     pass
@@ -66,7 +67,7 @@ MIDDLEWARE: dict[str, str] = {
     "retry": "relaykit.middleware.retry:Retry",
     "circuit_breaker": "relaykit.middleware.circuit_breaker:CircuitBreaker",
     "rate_limit": "relaykit.middleware.rate_limit:RateLimit",
-    "opentelemetry": "relaykit.middleware.telemetry:OpenTelemetry",
+    "opentelemetry": "relaykit.observability.telemetry:OpenTelemetry",
     "budget": "relaykit.middleware.budget:Budget",
 }
 # Middlewares that keep state in a store, which a config names with `store:`.

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from relaykit._validation import subpath
-from relaykit.errors import ConfigError
+from relaykit._support.pydantic_errors import subpath
+from relaykit.contract.errors import ConfigError
 
 if TYPE_CHECKING:
     import yaml

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from relaykit.types import ChatCompletion, ChatCompletionChunk, ChunkChoice
+from relaykit.contract.schema import ChatCompletion, ChatCompletionChunk, ChunkChoice
 
 __all__ = ["StreamAssembler", "chunks_from_completion"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from relaykit.pipeline import CallContext
-from relaykit.stream import ChatStream
-from relaykit.types import ChatCompletion, ChatRequest
+from relaykit.contract.pipeline import CallContext
+from relaykit.contract.schema import ChatCompletion, ChatRequest
+from relaykit.contract.stream import ChatStream
 
 __all__ = ["Backend", "HasBaseURL"]
 

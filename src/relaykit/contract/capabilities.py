@@ -28,9 +28,9 @@ import difflib
 from collections.abc import Collection
 from typing import Protocol, runtime_checkable
 
-from relaykit.errors import RelayError
-from relaykit.events import Event
-from relaykit.pipeline import CallContext
+from relaykit.contract.errors import RelayError
+from relaykit.contract.events import Event
+from relaykit.contract.pipeline import CallContext
 
 __all__ = [
     "CAPABILITIES",

@@ -13,7 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TypeAlias
 
-from relaykit.errors import ContextWindowError, InvalidRequestError, ModelNotFoundError, RelayError
+from relaykit.contract.errors import (
+    ContextWindowError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    RelayError,
+)
 
 __all__ = ["ErrorRule", "check_rules", "default_fallback_on", "matches"]
 

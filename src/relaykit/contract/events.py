@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from relaykit.errors import RelayError
-from relaykit.types import RelayInfo, Usage
+from relaykit.contract.errors import RelayError
+from relaykit.contract.schema import RelayInfo, Usage
 
 __all__ = [
     "ALL_EVENTS",

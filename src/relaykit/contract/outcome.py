@@ -7,10 +7,10 @@ everywhere: the call made no upstream attempt.
 
 from __future__ import annotations
 
-from relaykit.events import Completed
-from relaykit.pipeline import CallContext
-from relaykit.pricing import answer_cost
-from relaykit.types import ChatCompletion, ChatRequest, RelayInfo
+from relaykit.contract.events import Completed
+from relaykit.contract.pipeline import CallContext
+from relaykit.contract.pricing import answer_cost
+from relaykit.contract.schema import ChatCompletion, ChatRequest, RelayInfo
 
 __all__ = ["completed_event", "price_answer", "served"]
 

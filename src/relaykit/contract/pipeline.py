@@ -12,12 +12,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
-from relaykit.clock import Clock
-from relaykit.errors import Attempt, RouteStep
-from relaykit.events import Event, Listener
-from relaykit.pricing import Price
-from relaykit.stream import ChatStream
-from relaykit.types import ChatCompletion, ChatRequest
+from relaykit.contract.clock import Clock
+from relaykit.contract.errors import Attempt, RouteStep
+from relaykit.contract.events import Event, Listener
+from relaykit.contract.pricing import Price
+from relaykit.contract.schema import ChatCompletion, ChatRequest
+from relaykit.contract.stream import ChatStream
 
 __all__ = ["CacheMode", "CallContext", "Handler", "Middleware", "Response", "compose"]
 
@@ -48,7 +48,7 @@ class CallContext:
     cache: CacheMode = "use"
     cache_ttl_s: float | None = None
     cache_max_age_s: float | None = None
-    # Left out of the repr: a call's headers may carry a key (relaykit._secrets).
+    # Left out of the repr: a call's headers may carry a key (relaykit._support.secrets).
     extra_headers: Mapping[str, str] | None = field(default=None, repr=False)
     attempt: int = 0
     target: str | None = None
@@ -73,9 +73,9 @@ class CallContext:
     # The routing trace (``RelayInfo.route``): what each target considered did, in order. None
     # until something other than an answer happens, so a call answered at once records nothing.
     route: list[RouteStep] | None = None
-    # The price of what this call may cost (``relaykit.pricing``): the most expensive target's
-    # for the layers outside the targets (set by the Relay), narrowed by each Target to its own
-    # while it is tried; after an answer, the answering target's. None when a target has none.
+    # The price of what this call may cost (``relaykit.contract.pricing``): the most expensive
+    # target's for the layers outside the targets (set by the Relay), narrowed by each Target to its
+    # own while it is tried; after an answer, the answering target's. None when a target has none.
     price: Price | None = None
 
     @property

@@ -3,8 +3,8 @@
 Every place that needs a cost uses ``answer_cost``: the Relay reporting ``answer.relay.cost_usd``
 and ``Budget`` settling what a call really spent. When the provider reported no usage (a stream
 without ``stream_options.include_usage``), the tokens are estimated from the request and the
-answer's text (``relaykit.tokens``), never taken as zero: a stream costs money whether or not it
-said so.
+answer's text (``relaykit.contract.tokens``), never taken as zero: a stream costs money whether or
+not it said so.
 
 >>> Target(backend, name="primary", price=Price(input_per_mtok=0.15, output_per_mtok=0.60))
 """
@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from relaykit._checks import positive_number
-from relaykit.tokens import estimate_answer_tokens, estimate_prompt_tokens
-from relaykit.types import ChatCompletion, ChatRequest, Usage
+from relaykit._support.checks import positive_number
+from relaykit.contract.schema import ChatCompletion, ChatRequest, Usage
+from relaykit.contract.tokens import estimate_answer_tokens, estimate_prompt_tokens
 
 __all__ = ["Cost", "HasPrice", "Price", "answer_cost", "ceiling"]
 

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from relaykit._canonical import request_identity
-from relaykit.errors import RouteStep
+from relaykit._support.canonical import request_identity
+from relaykit.contract.errors import RouteStep
 
 __all__ = [
     "AssistantMessage",
@@ -270,8 +270,8 @@ class ChatRequest(_Wire):
             return body
 
     def identity(self) -> str | None:
-        """What this request asks, as one text (``relaykit._canonical.request_identity``): the
-        same for a streamed and a plain call, None when a value is not JSON.
+        """What this request asks, as one text (``relaykit._support.canonical.request_identity``):
+        the same for a streamed and a plain call, None when a value is not JSON.
 
         Taken from the caller's arguments as the Relay validated them when a layer asked for
         it (``set_request_identity``), else from ``body()``; computed once either way.

@@ -22,9 +22,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Seque
 from types import TracebackType
 from typing import Any, Self
 
-from relaykit.assembler import StreamAssembler, chunks_from_completion
-from relaykit.errors import BadResponseError, RelayError, StreamInterruptedError
-from relaykit.types import ChatCompletion, ChatCompletionChunk, RelayInfo, set_relay_info
+from relaykit.contract.assembler import StreamAssembler, chunks_from_completion
+from relaykit.contract.errors import BadResponseError, RelayError, StreamInterruptedError
+from relaykit.contract.schema import ChatCompletion, ChatCompletionChunk, RelayInfo, set_relay_info
 
 __all__ = ["ChatStream", "StreamFinalizer", "commits"]
 

@@ -6,14 +6,14 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from relaykit._checks import layer_list, whole_number
-from relaykit.backends.base import Backend
-from relaykit.errors import Attempt, ProviderTimeout, RelayError, RouteStep
-from relaykit.events import AttemptFailed, AttemptStarted, AttemptSucceeded
-from relaykit.pipeline import CallContext, Handler, Middleware, Response, compose
-from relaykit.pricing import HasPrice, Price, ceiling
-from relaykit.stream import ChatStream
-from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest
+from relaykit._support.checks import layer_list, whole_number
+from relaykit.contract.backend import Backend
+from relaykit.contract.errors import Attempt, ProviderTimeout, RelayError, RouteStep
+from relaykit.contract.events import AttemptFailed, AttemptStarted, AttemptSucceeded
+from relaykit.contract.pipeline import CallContext, Handler, Middleware, Response, compose
+from relaykit.contract.pricing import HasPrice, Price, ceiling
+from relaykit.contract.schema import ChatCompletion, ChatCompletionChunk, ChatRequest
+from relaykit.contract.stream import ChatStream
 
 __all__ = ["BoundTarget", "Group", "Strategy", "Target", "chain_of", "leaves_of"]
 

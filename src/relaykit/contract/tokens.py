@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from relaykit.types import (
+from relaykit.contract.schema import (
     AssistantMessage,
     ChatCompletion,
     ChatRequest,

@@ -12,7 +12,7 @@ the same middlewares run around it, the SDK's exceptions are classified into rel
 and fallback calls the function again with the next model.
 """
 
-from relaykit.decorators.prompt import prompt
 from relaykit.decorators.resilient import resilient
+from relaykit.facade.prompt import prompt
 
 __all__ = ["prompt", "resilient"]

@@ -18,15 +18,15 @@ from typing import Any, TypeVar
 
 from pydantic import PrivateAttr
 
-from relaykit._checks import is_number
-from relaykit._loop_thread import LoopThread
+from relaykit._support.checks import is_number
+from relaykit.backends.classify import classify_exception, describe_exception
 from relaykit.backends.function import FunctionBackend
-from relaykit.classify import classify_exception, describe_exception
-from relaykit.errors import InvalidRequestError, RelayError
-from relaykit.pipeline import Middleware
-from relaykit.relay import Relay
-from relaykit.target import Target
-from relaykit.types import ChatCompletion, ChatRequest
+from relaykit.contract.errors import InvalidRequestError, RelayError
+from relaykit.contract.pipeline import Middleware
+from relaykit.contract.schema import ChatCompletion, ChatRequest
+from relaykit.contract.target import Target
+from relaykit.facade.loop_thread import LoopThread
+from relaykit.facade.relay import Relay
 
 __all__ = ["resilient"]
 

@@ -20,9 +20,9 @@ from typing import Any, Protocol, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ValidationError
 
-from relaykit._request import check_call_options, validate_request
-from relaykit.errors import BadResponseError
-from relaykit.types import ChatCompletion
+from relaykit.contract.errors import BadResponseError
+from relaykit.contract.schema import ChatCompletion
+from relaykit.facade.request import check_call_options, validate_request
 
 __all__ = ["Completes", "prompt"]
 

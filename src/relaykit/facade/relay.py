@@ -7,12 +7,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from relaykit._checks import layer_list
-from relaykit._loop_thread import LoopThread, served_here
-from relaykit._request import check_call_options, check_validate, validate_request
-from relaykit._sync_stream import SyncChatStream
-from relaykit.backends.base import Backend, HasBaseURL
-from relaykit.capabilities import (
+from relaykit._support.checks import layer_list
+from relaykit.contract.backend import Backend, HasBaseURL
+from relaykit.contract.capabilities import (
     ClosesResources,
     KeysRequests,
     ObservesEvents,
@@ -20,18 +17,33 @@ from relaykit.capabilities import (
     WantsEvents,
     check_capabilities,
 )
-from relaykit.clock import Clock, SystemClock
-from relaykit.errors import ConfigError, RelayClosedError, RelayError, RequestValidationError
-from relaykit.events import ALL_EVENTS, Completed, Event, Failed, Listener
+from relaykit.contract.clock import Clock, SystemClock
+from relaykit.contract.errors import (
+    ConfigError,
+    RelayClosedError,
+    RelayError,
+    RequestValidationError,
+)
+from relaykit.contract.events import ALL_EVENTS, Completed, Event, Failed, Listener
+from relaykit.contract.outcome import completed_event, price_answer, served
+from relaykit.contract.pipeline import (
+    CacheMode,
+    CallContext,
+    Handler,
+    Middleware,
+    Response,
+    compose,
+)
+from relaykit.contract.pricing import ceiling
+from relaykit.contract.schema import ChatCompletion, ChatRequest, set_relay_info
+from relaykit.contract.stream import ChatStream
+from relaykit.contract.target import Group, Strategy, Target, chain_of, leaves_of
+from relaykit.facade.loop_thread import LoopThread, served_here
+from relaykit.facade.request import check_call_options, check_validate, validate_request
+from relaykit.facade.sync_stream import SyncChatStream
 from relaykit.middleware.budget import Budget
-from relaykit.middleware.fallback import Fallback
 from relaykit.middleware.timeout import Timeout
-from relaykit.outcome import completed_event, price_answer, served
-from relaykit.pipeline import CacheMode, CallContext, Handler, Middleware, Response, compose
-from relaykit.pricing import ceiling
-from relaykit.stream import ChatStream
-from relaykit.target import Group, Strategy, Target, chain_of, leaves_of
-from relaykit.types import ChatCompletion, ChatRequest, set_relay_info
+from relaykit.strategies.fallback import Fallback
 
 __all__ = ["Relay", "Strategy", "SyncChatStream"]
 
@@ -101,8 +113,8 @@ class Relay:
                 for m in (*self.middleware, *(m for t in every_target for m in t.middleware))
             }.values()
         )
-        # The optional capabilities (relaykit.capabilities) are read here, once; a near miss of
-        # one of their names is refused rather than left silently off.
+        # The optional capabilities (relaykit.contract.capabilities) are read here, once; a near
+        # miss of one of their names is refused rather than left silently off.
         for layer in self._layers:
             check_capabilities("middleware", layer)
         for listener in listeners:
@@ -135,8 +147,9 @@ class Relay:
         clock: Clock | None = None,
         listeners: Sequence[Listener] = (),
     ) -> Relay:
-        """A Relay from a YAML file or a dict (see ``relaykit.config`` and docs/config.md)."""
-        from relaykit.config import build_relay_arguments, load_config
+        """A Relay from a YAML file or a dict (see ``relaykit.config.loader`` and
+        docs/config.md)."""
+        from relaykit.config.loader import build_relay_arguments, load_config
 
         arguments = build_relay_arguments(load_config(source))
         try:
@@ -154,7 +167,7 @@ class Relay:
         structured output. ``options`` are request arguments (``model=``, ``temperature=``) and
         ``system=`` for a system message. See ``relaykit.decorators``.
         """
-        from relaykit.decorators.prompt import prompt
+        from relaykit.facade.prompt import prompt
 
         return prompt(self, **options)
 

@@ -15,7 +15,7 @@ and what is allowed; nothing reaches a middleware or a provider. The rules:
   given. An answer's message (``answer.choices[0].message``, also the openai SDK's) may be
   passed back as is.
 - Numbers and flags must be numbers and flags: ``temperature="0.5"`` is refused, not converted.
-  (Config files, whose values are text, convert theirs: see ``relaykit.config``.)
+  (Config files, whose values are text, convert theirs: see ``relaykit.config.loader``.)
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
-from relaykit._canonical import request_identity
-from relaykit._checks import positive_seconds
-from relaykit._validation import error_path, problem
-from relaykit.errors import RequestValidationError
-from relaykit.pipeline import CacheMode
-from relaykit.types import (
+from relaykit._support.canonical import request_identity
+from relaykit._support.checks import positive_seconds
+from relaykit._support.pydantic_errors import error_path, problem
+from relaykit.contract.errors import RequestValidationError
+from relaykit.contract.pipeline import CacheMode
+from relaykit.contract.schema import (
     AssistantMessage,
     ChatRequest,
     DeveloperMessage,

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Self
 
-from relaykit._loop_thread import LoopThread
-from relaykit.stream import ChatStream
-from relaykit.types import ChatCompletion, ChatCompletionChunk, RelayInfo
+from relaykit.contract.schema import ChatCompletion, ChatCompletionChunk, RelayInfo
+from relaykit.contract.stream import ChatStream
+from relaykit.facade.loop_thread import LoopThread
 
 __all__ = ["SyncChatStream"]
 

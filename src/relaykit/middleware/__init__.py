@@ -1,1 +1,1 @@
-"""Middlewares and strategies: each one module, each ``async (request, ctx, call_next)``."""
+"""Policies around a call: one middleware per module, each ``async (request, ctx, call_next)``."""

@@ -1,12 +1,12 @@
 """Budget: spend limits per tenant and calendar window, enforced before any request is sent.
 
-Each call reserves its worst-case cost first: the prompt estimate (``relaykit.tokens``) plus
-its completion limit (``max_completion_tokens``, ``max_tokens``, else ``default_max_tokens``)
+Each call reserves its worst-case cost first: the prompt estimate (``relaykit.contract.tokens``)
+plus its completion limit (``max_completion_tokens``, ``max_tokens``, else ``default_max_tokens``)
 at the target's ``Price``. A call that does not fit is refused with ``BudgetExceededError``
 and nothing is sent. When the answer is in, the reservation is settled to what the call
-really cost (``relaykit.pricing.answer_cost``: from its usage, or for a stream that reported
-none, estimated from its text, never zero). Failed calls and cached answers cost nothing and
-give their reservation back.
+really cost (``relaykit.contract.pricing.answer_cost``: from its usage, or for a stream that
+reported none, estimated from its text, never zero). Failed calls and cached answers cost nothing
+and give their reservation back.
 
 Reserving is one atomic step of the store (``relaykit.stores.budget``), so concurrent calls, in
 one process or in many sharing a store, never reserve past the limit: the budget is overspent
@@ -22,16 +22,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal, TypeAlias, get_args
 
-from relaykit._background import BackgroundTasks
-from relaykit._checks import positive_number, whole_number
-from relaykit.errors import BudgetExceededError, InvalidRequestError
-from relaykit.pipeline import CallContext, Handler, Response
-from relaykit.pricing import answer_cost
+from relaykit._support.background import BackgroundTasks
+from relaykit._support.checks import positive_number, whole_number
+from relaykit.contract.errors import BudgetExceededError, InvalidRequestError
+from relaykit.contract.pipeline import CallContext, Handler, Response
+from relaykit.contract.pricing import answer_cost
+from relaykit.contract.schema import ChatRequest
+from relaykit.contract.stream import ChatStream
+from relaykit.contract.tokens import estimate_completion_tokens, estimate_prompt_tokens
 from relaykit.stores.budget import BudgetStore, MemoryBudgetStore
 from relaykit.stores.health import health_of, report_health
-from relaykit.stream import ChatStream
-from relaykit.tokens import estimate_completion_tokens, estimate_prompt_tokens
-from relaykit.types import ChatRequest
 
 __all__ = ["Budget", "BudgetPer", "BudgetWindow"]
 

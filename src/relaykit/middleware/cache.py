@@ -53,15 +53,15 @@ import math
 from dataclasses import dataclass
 from hashlib import blake2b
 
-from relaykit._background import BackgroundTasks
-from relaykit._checks import positive_seconds
-from relaykit.errors import CacheMissError, RelayError
-from relaykit.events import CacheHit, CacheMiss
-from relaykit.pipeline import CallContext, Handler, Response
+from relaykit._support.background import BackgroundTasks
+from relaykit._support.checks import positive_seconds
+from relaykit.contract.errors import CacheMissError, RelayError
+from relaykit.contract.events import CacheHit, CacheMiss
+from relaykit.contract.pipeline import CallContext, Handler, Response
+from relaykit.contract.schema import ChatCompletion, ChatRequest, RelayInfo, set_relay_info
+from relaykit.contract.stream import ChatStream
 from relaykit.stores.cache import CacheStore, FlightStore, FrozenCompletion, MemoryCacheStore
 from relaykit.stores.health import health_of, report_health
-from relaykit.stream import ChatStream
-from relaykit.types import ChatCompletion, ChatRequest, RelayInfo, set_relay_info
 
 __all__ = ["Cache"]
 

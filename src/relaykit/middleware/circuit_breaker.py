@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-from relaykit._background import BackgroundTasks
-from relaykit._checks import fraction, positive_seconds, whole_number
-from relaykit._rules import ErrorRule, check_rules, matches
-from relaykit.errors import (
+from relaykit._support.background import BackgroundTasks
+from relaykit._support.checks import fraction, positive_seconds, whole_number
+from relaykit.contract.error_rules import ErrorRule, check_rules, matches
+from relaykit.contract.errors import (
     AuthenticationError,
     BadResponseError,
     CircuitOpenError,
@@ -27,8 +27,10 @@ from relaykit.errors import (
     RelayError,
     StreamInterruptedError,
 )
-from relaykit.events import CircuitClosed, CircuitOpened
-from relaykit.pipeline import CallContext, Handler, Response
+from relaykit.contract.events import CircuitClosed, CircuitOpened
+from relaykit.contract.pipeline import CallContext, Handler, Response
+from relaykit.contract.schema import ChatRequest
+from relaykit.contract.stream import ChatStream
 from relaykit.stores.breaker import (
     PROBE_SUCCESS,
     SUCCESS,
@@ -40,8 +42,6 @@ from relaykit.stores.breaker import (
     Transition,
 )
 from relaykit.stores.health import health_of, report_health
-from relaykit.stream import ChatStream
-from relaykit.types import ChatRequest
 
 __all__ = ["DEFAULT_FAILURES", "CircuitBreaker"]
 
@@ -227,8 +227,8 @@ class CircuitBreaker:
 
     def refusal(self, target: str, ctx: CallContext) -> CircuitOpenError | None:
         """The error a call to ``target`` would get now if its circuit is open as this process
-        last saw it (``relaykit.capabilities.AdmitsCalls``); None once the open period is over,
-        when the call goes to the store's admission and may be the half-open probe."""
+        last saw it (``relaykit.contract.capabilities.AdmitsCalls``); None once the open period is
+        over, when the call goes to the store's admission and may be the half-open probe."""
         seen = self._seen_open.get(target)
         if seen is None:
             return None

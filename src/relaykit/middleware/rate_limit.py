@@ -13,17 +13,17 @@ import math
 from collections.abc import Sequence
 from typing import Final
 
-from relaykit._background import BackgroundTasks
-from relaykit._checks import is_number, positive_number, positive_seconds
-from relaykit.clock import Clock
-from relaykit.errors import LocalRateLimitError
-from relaykit.events import RateLimited
-from relaykit.pipeline import CallContext, Handler, Response
+from relaykit._support.background import BackgroundTasks
+from relaykit._support.checks import is_number, positive_number, positive_seconds
+from relaykit.contract.clock import Clock
+from relaykit.contract.errors import LocalRateLimitError
+from relaykit.contract.events import RateLimited
+from relaykit.contract.pipeline import CallContext, Handler, Response
+from relaykit.contract.schema import ChatRequest, Usage
+from relaykit.contract.stream import ChatStream
+from relaykit.contract.tokens import estimate_completion_tokens, estimate_prompt_tokens
 from relaykit.stores.health import health_of, report_health
 from relaykit.stores.rate_limit import Bucket, MemoryRateLimitStore, RateLimitStore
-from relaykit.stream import ChatStream
-from relaykit.tokens import estimate_completion_tokens, estimate_prompt_tokens
-from relaykit.types import ChatRequest, Usage
 
 __all__ = ["RateLimit"]
 
@@ -224,7 +224,7 @@ class RateLimit:
     def refusal(self, target: str, ctx: CallContext) -> LocalRateLimitError | None:
         """The error a call to ``target`` would get now, if this process saw its limit refuse
         a call moments ago and the slot it named has not come yet
-        (``relaykit.capabilities.AdmitsCalls``); None when the call may try."""
+        (``relaykit.contract.capabilities.AdmitsCalls``); None when the call may try."""
         key = (target, ctx.tenant if self.per_tenant else None)
         full = self._full_until.get(key)
         if full is None:

@@ -23,18 +23,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias, cast
 
-from relaykit._checks import positive_seconds, whole_number
-from relaykit._rules import ErrorRule, check_rules, matches
-from relaykit.errors import (
+from relaykit._support.checks import positive_seconds, whole_number
+from relaykit.contract.error_rules import ErrorRule, check_rules, matches
+from relaykit.contract.errors import (
     AllTargetsFailedError,
     ProviderTimeout,
     RelayError,
     StreamInterruptedError,
 )
-from relaykit.events import Retrying
+from relaykit.contract.events import Retrying
+from relaykit.contract.pipeline import CallContext, Handler, Response
+from relaykit.contract.schema import ChatRequest
 from relaykit.middleware.retry_budget import RetryBudget
-from relaykit.pipeline import CallContext, Handler, Response
-from relaykit.types import ChatRequest
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from relaykit._checks import is_number, positive_number, positive_seconds
+from relaykit._support.checks import is_number, positive_number, positive_seconds
 
 __all__ = ["RetryBudget"]
 

@@ -25,11 +25,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
-from relaykit._checks import positive_seconds
-from relaykit.errors import ProviderTimeout
-from relaykit.pipeline import CallContext, Handler, Response
-from relaykit.stream import ChatStream
-from relaykit.types import ChatCompletionChunk, ChatRequest
+from relaykit._support.checks import positive_seconds
+from relaykit.contract.errors import ProviderTimeout
+from relaykit.contract.pipeline import CallContext, Handler, Response
+from relaykit.contract.schema import ChatCompletionChunk, ChatRequest
+from relaykit.contract.stream import ChatStream
 
 __all__ = ["Timeout"]
 
@@ -56,7 +56,8 @@ class Timeout:
     """
 
     __slots__ = ("attempt_s", "first_token_s", "idle_s", "total_s")
-    # What to raise when total_s ran out; a call's own timeout= says its own (relaykit.relay).
+    # What to raise when total_s ran out; a call's own timeout= says its own
+    # (relaykit.facade.relay).
     raise_hint: ClassVar[str] = "Raise Timeout(total_s=...)"
 
     def __init__(

@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from relaykit.types import ChatCompletion, ChatRequest
+from relaykit.contract.schema import ChatCompletion, ChatRequest
 
 __all__ = ["input_messages", "output_messages", "request_attributes", "response_attributes"]
 

@@ -49,10 +49,10 @@ from typing import Any
 import structlog
 from structlog.typing import BindableLogger
 
-from relaykit._secrets import mask_shapes
-from relaykit._thirdparty import is_lazy_proxy, proxy_caches_logger
-from relaykit.errors import RelayError, RouteStep
-from relaykit.events import (
+from relaykit._support.secrets import mask_shapes
+from relaykit._support.thirdparty import is_lazy_proxy, proxy_caches_logger
+from relaykit.contract.errors import RelayError, RouteStep
+from relaykit.contract.events import (
     AttemptFailed,
     AttemptStarted,
     AttemptSucceeded,
@@ -71,10 +71,10 @@ from relaykit.events import (
     StoreDegraded,
     StoreRecovered,
 )
-from relaykit.outcome import completed_event, served
-from relaykit.pipeline import CallContext, Handler, Response
-from relaykit.stream import ChatStream
-from relaykit.types import ChatCompletion, ChatRequest
+from relaykit.contract.outcome import completed_event, served
+from relaykit.contract.pipeline import CallContext, Handler, Response
+from relaykit.contract.schema import ChatCompletion, ChatRequest
+from relaykit.contract.stream import ChatStream
 
 __all__ = ["Logging"]
 

@@ -7,7 +7,7 @@ events the targets emit (AttemptStarted, then AttemptSucceeded or AttemptFailed)
 emitted in the task that runs the call, so a context variable tells which call they belong to.
 
 Attributes follow the OpenTelemetry GenAI semantic conventions (``gen_ai.*``) plus the route
-relaykit took (``relaykit.target``, ``relaykit.attempt``, ``relaykit.cached``,
+relaykit took (``relaykit.contract.target``, ``relaykit.attempt``, ``relaykit.cached``,
 ``relaykit.fallback``, and ``relaykit.route``: one line per target the call considered, in
 order, saying what happened there, as ``RouteStep.describe`` writes it). Message content is
 recorded only with ``capture_content=True``.
@@ -25,9 +25,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from relaykit._secrets import mask_shapes
-from relaykit.errors import RelayError, StreamInterruptedError
-from relaykit.events import (
+from relaykit._support.secrets import mask_shapes
+from relaykit.contract.errors import RelayError, StreamInterruptedError
+from relaykit.contract.events import (
     AttemptFailed,
     AttemptStarted,
     AttemptSucceeded,
@@ -39,16 +39,16 @@ from relaykit.events import (
     RateLimited,
     Retrying,
 )
-from relaykit.middleware._genai import (
+from relaykit.contract.outcome import served
+from relaykit.contract.pipeline import CallContext, Handler, Response
+from relaykit.contract.schema import ChatCompletion, ChatCompletionChunk, ChatRequest
+from relaykit.contract.stream import ChatStream
+from relaykit.observability._genai import (
     input_messages,
     output_messages,
     request_attributes,
     response_attributes,
 )
-from relaykit.outcome import served
-from relaykit.pipeline import CallContext, Handler, Response
-from relaykit.stream import ChatStream
-from relaykit.types import ChatCompletion, ChatCompletionChunk, ChatRequest
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -244,7 +244,7 @@ class OpenTelemetry:
             "relaykit.fallback": call.fell_back or len(call.targets) > 1,
         }
         if target is not None:
-            attributes["relaykit.target"] = target
+            attributes["relaykit.contract.target"] = target
         if ctx.tenant is not None:
             attributes["relaykit.tenant"] = ctx.tenant
         if self.capture_content:
@@ -269,7 +269,7 @@ class OpenTelemetry:
             "gen_ai.operation.name": "chat",
             "gen_ai.system": self.system,
             "gen_ai.provider.name": self.system,  # the newer conventions' name for it
-            "relaykit.target": e.target,
+            "relaykit.contract.target": e.target,
             "relaykit.attempt": e.attempt,
         }
         if e.model:
@@ -295,7 +295,7 @@ class OpenTelemetry:
         call.span.add_event(
             "relaykit.retrying",
             {
-                "relaykit.target": e.target or "",
+                "relaykit.contract.target": e.target or "",
                 "relaykit.attempt": e.attempt,
                 "relaykit.delay_s": e.delay_s,
                 "error.type": _error_type(e.error),
@@ -306,7 +306,7 @@ class OpenTelemetry:
         call.span.add_event(
             "relaykit.hedge",
             {
-                "relaykit.target": e.waiting_on,
+                "relaykit.contract.target": e.waiting_on,
                 "relaykit.to_target": e.target,
                 "relaykit.after_s": e.after_s,
             },
@@ -319,7 +319,7 @@ class OpenTelemetry:
         call.span.add_event(
             "relaykit.fallback",
             {
-                "relaykit.target": e.from_target,
+                "relaykit.contract.target": e.from_target,
                 "relaykit.to_target": e.to_target,
                 "error.type": _error_type(e.error),
             },
@@ -331,13 +331,17 @@ class OpenTelemetry:
     def _circuit_opened(self, call: _CallTrace, e: CircuitOpened) -> None:
         call.span.add_event(
             "relaykit.circuit_opened",
-            {"relaykit.target": e.target, "relaykit.cooldown_s": e.cooldown_s},
+            {"relaykit.contract.target": e.target, "relaykit.cooldown_s": e.cooldown_s},
         )
 
     def _rate_limited(self, call: _CallTrace, e: RateLimited) -> None:
         call.span.add_event(
             "relaykit.rate_limited",
-            {"relaykit.target": e.target, "relaykit.wait_s": e.wait_s, "relaykit.limit": e.limit},
+            {
+                "relaykit.contract.target": e.target,
+                "relaykit.wait_s": e.wait_s,
+                "relaykit.limit": e.limit,
+            },
         )
 
     def _end_open_attempts(self, call: _CallTrace, target: str | None, error: RelayError) -> None:

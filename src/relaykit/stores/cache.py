@@ -26,8 +26,8 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 from cachetools import LRUCache
 
-from relaykit._checks import whole_number
-from relaykit.types import ChatCompletion, RelayInfo, set_relay_info
+from relaykit._support.checks import whole_number
+from relaykit.contract.schema import ChatCompletion, RelayInfo, set_relay_info
 
 __all__ = [
     "FROZEN_FORMAT",

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from relaykit.events import Event
+from relaykit.contract.events import Event
 
 if TYPE_CHECKING:
-    from relaykit.pipeline import CallContext
+    from relaykit.contract.pipeline import CallContext
 
 __all__ = ["ReportsHealth", "health_of", "report_health"]
 

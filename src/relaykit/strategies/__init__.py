@@ -2,7 +2,7 @@
 
 - ``LoadBalance``: spread calls by weight, latency or load (``load_balance``).
 - ``Hedge``: ask the next target too when the first is slow; the first answer wins (``hedge``).
-- ``Fallback`` (in ``relaykit.middleware.fallback`` for now): the first target that answers.
+- ``Fallback`` (in ``relaykit.strategies.fallback`` for now): the first target that answers.
 
 They share the rules in ``_route`` (which failures move on, which targets a call skips) and
 nest through ``relaykit.Group``: a strategy over groups that are strategies over targets.

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from relaykit.errors import (
+from relaykit.contract.errors import (
     Attempt,
     BadResponseError,
     ContextWindowError,
@@ -25,12 +25,12 @@ from relaykit.errors import (
     RouteStep,
     StreamInterruptedError,
 )
-from relaykit.middleware._splice import Splice, continuation_request, separator
-from relaykit.pipeline import CallContext
+from relaykit.contract.pipeline import CallContext
+from relaykit.contract.schema import ChatCompletionChunk, ChatRequest
+from relaykit.contract.stream import ChatStream, commits
+from relaykit.contract.target import BoundTarget
 from relaykit.strategies._route import skipped
-from relaykit.stream import ChatStream, commits
-from relaykit.target import BoundTarget
-from relaykit.types import ChatCompletionChunk, ChatRequest
+from relaykit.strategies._splice import Splice, continuation_request, separator
 
 __all__ = ["Announcer", "Bounds", "continued"]
 

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from relaykit._rules import ErrorRule, default_fallback_on, matches
-from relaykit.capabilities import AdmitsCalls
-from relaykit.errors import (
+from relaykit.contract.capabilities import AdmitsCalls
+from relaykit.contract.error_rules import ErrorRule, default_fallback_on, matches
+from relaykit.contract.errors import (
     AllTargetsFailedError,
     Attempt,
     ContextWindowError,
     RelayError,
     RouteStep,
 )
-from relaykit.pipeline import CallContext
-from relaykit.target import BoundTarget, Group
+from relaykit.contract.pipeline import CallContext
+from relaykit.contract.target import BoundTarget, Group
 
 __all__ = [
     "Gates",

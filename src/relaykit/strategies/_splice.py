@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
-from relaykit.types import ChatRequest
+from relaykit.contract.schema import ChatRequest
 
 __all__ = ["CONTINUE_PROMPT", "Join", "Splice", "continuation_request", "separator"]
 

@@ -5,8 +5,8 @@ moves on, including auth and quota errors (which also mark that target as skippe
 the call, so an outer Retry does not ask it again), context-window errors (to the next target
 with a larger ``context_window`` when windows are configured), a missing model (404
 ``model_not_found``: another target may have it), open circuits and local rate limits (the
-rule is ``relaykit._rules.default_fallback_on``). There is no backoff between targets: when
-another target can answer, waiting helps nobody.
+rule is ``relaykit.contract.error_rules.default_fallback_on``). There is no backoff between targets:
+when another target can answer, waiting helps nobody.
 
 Answers can move on too: ``fallback_on=[answer_check(empty_answer)]`` treats an empty answer
 like a failure. Answer checks apply to non-streamed calls (a stream is committed at its first
@@ -25,16 +25,19 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from relaykit._rules import ErrorRule, check_rules
-from relaykit.errors import (
+from relaykit.contract.error_rules import ErrorRule, check_rules
+from relaykit.contract.errors import (
     Attempt,
     BadResponseError,
     RelayError,
     RouteStep,
 )
-from relaykit.events import FallingBack
-from relaykit.middleware._continuation import Bounds, continued
-from relaykit.pipeline import CallContext, Handler, Response
+from relaykit.contract.events import FallingBack
+from relaykit.contract.pipeline import CallContext, Handler, Response
+from relaykit.contract.schema import ChatCompletion, ChatRequest
+from relaykit.contract.stream import ChatStream
+from relaykit.contract.target import BoundTarget
+from relaykit.strategies._continuation import Bounds, continued
 from relaykit.strategies._route import (
     give_up,
     moves_on,
@@ -43,9 +46,6 @@ from relaykit.strategies._route import (
     skipped,
     too_small_after,
 )
-from relaykit.stream import ChatStream
-from relaykit.target import BoundTarget
-from relaykit.types import ChatCompletion, ChatRequest
 
 __all__ = [
     "AnswerCheck",

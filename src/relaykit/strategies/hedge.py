@@ -24,17 +24,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from relaykit._checks import fraction, positive_seconds, whole_number
-from relaykit._rules import ErrorRule, check_rules
-from relaykit.errors import RelayError, RouteStep
-from relaykit.events import HedgeStarted, HedgeWon
+from relaykit._support.checks import fraction, positive_seconds, whole_number
+from relaykit.contract.error_rules import ErrorRule, check_rules
+from relaykit.contract.errors import RelayError, RouteStep
+from relaykit.contract.events import HedgeStarted, HedgeWon
+from relaykit.contract.pipeline import CallContext, Handler, Response
+from relaykit.contract.schema import ChatRequest
+from relaykit.contract.stream import ChatStream
+from relaykit.contract.target import BoundTarget
 from relaykit.middleware.retry_budget import RetryBudget
-from relaykit.pipeline import CallContext, Handler, Response
 from relaykit.strategies._latency import LatencyWindow
 from relaykit.strategies._route import Gates, admitted, give_up, moves_on, note_failure
-from relaykit.stream import ChatStream
-from relaykit.target import BoundTarget
-from relaykit.types import ChatRequest
 
 __all__ = ["Hedge", "HedgeStats"]
 

@@ -14,8 +14,8 @@ Modes, each one pick in O(1) or O(k) for k targets (never a sort, never a pass p
 
 Whatever the mode, a target that cannot take the call now is skipped without a request: its
 circuit is open, its rate limit or budget has no room (the middleware's ``refusal``,
-``relaykit.capabilities.AdmitsCalls``), or it failed for good earlier in the call. A failure
-falls through to a next pick among the targets not yet tried, by the same rule as Fallback
+``relaykit.contract.capabilities.AdmitsCalls``), or it failed for good earlier in the call. A
+failure falls through to a next pick among the targets not yet tried, by the same rule as Fallback
 (``fallback_on``), and a failed request counts as slow: at least twice the highest latency
 cost of any target, so it moves to the back.
 """
@@ -28,11 +28,13 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Final, Literal, TypeAlias, get_args
 
-from relaykit._checks import is_number, positive_seconds
-from relaykit._rules import ErrorRule, check_rules
-from relaykit.errors import RelayError
-from relaykit.events import FallingBack
-from relaykit.pipeline import CallContext, Handler, Response
+from relaykit._support.checks import is_number, positive_seconds
+from relaykit.contract.error_rules import ErrorRule, check_rules
+from relaykit.contract.errors import RelayError
+from relaykit.contract.events import FallingBack
+from relaykit.contract.pipeline import CallContext, Handler, Response
+from relaykit.contract.schema import ChatRequest
+from relaykit.contract.target import BoundTarget
 from relaykit.strategies._latency import PeakEwma
 from relaykit.strategies._route import (
     Gates,
@@ -42,8 +44,6 @@ from relaykit.strategies._route import (
     note_failure,
     too_small_after,
 )
-from relaykit.target import BoundTarget
-from relaykit.types import ChatRequest
 
 __all__ = ["BalanceMode", "LoadBalance"]
 

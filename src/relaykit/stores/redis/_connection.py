@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-from relaykit._background import BackgroundTasks
-from relaykit.clock import Clock
-from relaykit.events import Event, StoreDegraded, StoreRecovered
+from relaykit._support.background import BackgroundTasks
+from relaykit.contract.clock import Clock
+from relaykit.contract.events import Event, StoreDegraded, StoreRecovered
 from relaykit.stores.redis._lua import SCRIPTS
 
 if TYPE_CHECKING:

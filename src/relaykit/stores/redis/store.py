@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 import uuid
 
-from relaykit._checks import positive_seconds, whole_number
-from relaykit.clock import Clock, SystemClock
-from relaykit.events import Event
+from relaykit._support.checks import positive_seconds, whole_number
+from relaykit.contract.clock import Clock, SystemClock
+from relaykit.contract.events import Event
 from relaykit.stores.breaker import MemoryBreakerStore
 from relaykit.stores.budget import MemoryBudgetStore
 from relaykit.stores.rate_limit import MemoryRateLimitStore
