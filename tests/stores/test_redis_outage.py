@@ -13,11 +13,13 @@ from collections.abc import Iterator
 
 import pytest
 from redis_servers import PrivateRedis, StoreFactory
+from structlog.testing import capture_logs
 
 from relaykit import (
     Cache,
     CircuitBreaker,
     LocalRateLimitError,
+    Logging,
     OpenAICompatible,
     RateLimit,
     Relay,
@@ -158,4 +160,26 @@ async def test_a_budget_counts_in_this_process_while_redis_is_down(
 
     assert provider.request_count == 1
     assert kinds(events) == ["StoreDegraded"]
+    await relay.aclose()
+
+
+async def test_logging_writes_a_warning_when_redis_goes_and_a_line_when_it_is_back(
+    server: PrivateRedis, provider: FakeProvider, stores: StoreFactory
+) -> None:
+    clock = FakeClock()
+    store = stores(url=server.url, clock=clock, recheck_s=5)
+    backend = OpenAICompatible(provider.url, api_key="sk-test", model="m")
+    relay = Relay(targets=[backend], middleware=[Logging(), Cache(store=store)])
+    await relay.acomplete(messages=[{"role": "user", "content": "up"}])
+    server.kill()
+
+    with capture_logs() as captured:
+        await relay.acomplete(messages=[{"role": "user", "content": "down"}])
+        server.start()
+        clock.advance(5)
+        await relay.acomplete(messages=[{"role": "user", "content": "back"}])
+
+    lines = [(e["log_level"], e["event"], e.get("store")) for e in captured]
+    assert ("warning", "relaykit.store_degraded", server.url) in lines
+    assert ("info", "relaykit.store_recovered", server.url) in lines
     await relay.aclose()
