@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 
 import pytest
 import redis
@@ -111,6 +112,23 @@ async def test_tenants_never_read_each_others_answers_in_redis(
     assert [k.split(":")[3:5] for k in keys] == [["{0", "4"], ["{0", "6"]]
     assert "acme" in keys[0] and "globex" in keys[1]
     await relay.aclose()
+
+
+async def test_when_the_process_asking_upstream_dies_a_waiter_asks_once_its_lock_expires(
+    stores: StoreFactory,
+) -> None:
+    dead, waiting = stores(flight_s=0.2), stores(flight_s=5)
+    assert await dead.join_flight("question", 0.0, 5.0) is None  # it holds the flight, then dies
+
+    started = time.perf_counter()
+    found = await waiting.join_flight("question", 0.0, 5.0)
+    waited = time.perf_counter() - started
+
+    assert found is None  # nothing stored: the waiter asks upstream itself...
+    assert 0.15 < waited < 1.5  # ...once the dead holder's 0.2 s lock has expired, not after 5 s
+    started = time.perf_counter()
+    assert await stores().join_flight("question", 0.0, 0.05) is None
+    assert time.perf_counter() - started >= 0.045  # a third waits: the waiter holds it now
 
 
 # --- rate limits ------------------------------------------------------------------------------
