@@ -101,7 +101,7 @@ async def test_a_call_is_one_client_span_with_one_attempt_span(provider, traces)
         "gen_ai.response.finish_reasons": ("stop",),
         "gen_ai.usage.input_tokens": 10,
         "gen_ai.usage.output_tokens": 3,
-        "relaykit.contract.target": "main",
+        "relaykit.target": "main",
         "relaykit.attempt": 1,
         "relaykit.cached": False,
         "relaykit.fallback": False,
@@ -109,7 +109,7 @@ async def test_a_call_is_one_client_span_with_one_attempt_span(provider, traces)
     assert {name: attr(call, name) for name in expected} == expected
     assert attempt.kind == SpanKind.CLIENT
     assert attempt.status.status_code == StatusCode.UNSET
-    assert (attr(attempt, "relaykit.contract.target"), attr(attempt, "relaykit.attempt")) == (
+    assert (attr(attempt, "relaykit.target"), attr(attempt, "relaykit.attempt")) == (
         "main",
         1,
     )
@@ -142,19 +142,19 @@ async def test_fallback_gives_two_attempt_spans_and_marks_the_route(traces) -> N
     [call] = traces.calls()
     failed, answered = traces.attempts(call)
     assert answer.relay is not None and answer.relay.target == "second"
-    assert (attr(call, "relaykit.contract.target"), attr(call, "relaykit.attempt")) == ("second", 2)
+    assert (attr(call, "relaykit.target"), attr(call, "relaykit.attempt")) == ("second", 2)
     assert attr(call, "relaykit.fallback") is True
     assert attr(call, "gen_ai.system") == "openai"
-    assert attr(call, "relaykit.contract.target") == "second"
+    assert attr(call, "relaykit.target") == "second"
     assert call.status.status_code == StatusCode.UNSET
     assert [event.name for event in call.events] == ["relaykit.fallback"]
-    assert (attr(failed, "relaykit.contract.target"), attr(failed, "error.type")) == (
+    assert (attr(failed, "relaykit.target"), attr(failed, "error.type")) == (
         "first",
         "ProviderError",
     )
     assert failed.status.status_code == StatusCode.ERROR
     assert "503" in (failed.status.description or "")
-    assert (attr(answered, "relaykit.contract.target"), answered.status.status_code) == (
+    assert (attr(answered, "relaykit.target"), answered.status.status_code) == (
         "second",
         StatusCode.UNSET,
     )
@@ -219,11 +219,11 @@ async def test_a_continued_stream_has_a_span_for_the_continuing_attempt(traces) 
     assert answer.content == "one two three four"
     [call] = traces.calls()
     broken, continuing = traces.attempts(call)
-    assert (attr(broken, "relaykit.contract.target"), broken.status.status_code) == (
+    assert (attr(broken, "relaykit.target"), broken.status.status_code) == (
         "first",
         StatusCode.ERROR,
     )
-    assert (attr(continuing, "relaykit.contract.target"), attr(continuing, "relaykit.attempt")) == (
+    assert (attr(continuing, "relaykit.target"), attr(continuing, "relaykit.attempt")) == (
         "second",
         2,
     )
@@ -351,7 +351,7 @@ async def test_a_cache_hit_span_names_the_target_that_gave_the_answer(
     assert provider.request_count == 1
     _, hit = traces.calls()
     assert traces.attempts(hit) == []
-    assert (attr(hit, "relaykit.cached"), attr(hit, "relaykit.contract.target")) == (True, "main")
+    assert (attr(hit, "relaykit.cached"), attr(hit, "relaykit.target")) == (True, "main")
 
 
 async def test_an_attempt_cut_off_by_a_timeout_ends_with_its_error(traces) -> None:
@@ -377,12 +377,12 @@ async def test_an_attempt_cut_off_by_a_timeout_ends_with_its_error(traces) -> No
     assert answer.content == "fast"
     [call] = traces.calls()
     cut, answered = traces.attempts(call)
-    assert (attr(cut, "relaykit.contract.target"), attr(cut, "error.type")) == (
+    assert (attr(cut, "relaykit.target"), attr(cut, "error.type")) == (
         "slow",
         "ProviderTimeout",
     )
     assert cut.status.status_code == StatusCode.ERROR
-    assert attr(answered, "relaykit.contract.target") == "fast"
+    assert attr(answered, "relaykit.target") == "fast"
 
 
 async def test_two_relays_never_mix_their_spans() -> None:
@@ -391,8 +391,8 @@ async def test_two_relays_never_mix_their_spans() -> None:
     b = Relay(targets=[FunctionBackend(lambda r: "b", name="b")], middleware=[two.otel()])
     await a.acomplete(messages=HI)
     await b.acomplete(messages=HI)
-    assert {attr(span, "relaykit.contract.target") for span in one.spans} == {"a"}
-    assert {attr(span, "relaykit.contract.target") for span in two.spans} == {"b"}
+    assert {attr(span, "relaykit.target") for span in one.spans} == {"a"}
+    assert {attr(span, "relaykit.target") for span in two.spans} == {"b"}
 
 
 def test_missing_opentelemetry_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

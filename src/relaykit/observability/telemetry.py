@@ -7,7 +7,7 @@ events the targets emit (AttemptStarted, then AttemptSucceeded or AttemptFailed)
 emitted in the task that runs the call, so a context variable tells which call they belong to.
 
 Attributes follow the OpenTelemetry GenAI semantic conventions (``gen_ai.*``) plus the route
-relaykit took (``relaykit.contract.target``, ``relaykit.attempt``, ``relaykit.cached``,
+relaykit took (``relaykit.target``, ``relaykit.attempt``, ``relaykit.cached``,
 ``relaykit.fallback``, and ``relaykit.route``: one line per target the call considered, in
 order, saying what happened there, as ``RouteStep.describe`` writes it). Message content is
 recorded only with ``capture_content=True``.
@@ -244,7 +244,7 @@ class OpenTelemetry:
             "relaykit.fallback": call.fell_back or len(call.targets) > 1,
         }
         if target is not None:
-            attributes["relaykit.contract.target"] = target
+            attributes["relaykit.target"] = target
         if ctx.tenant is not None:
             attributes["relaykit.tenant"] = ctx.tenant
         if self.capture_content:
@@ -269,7 +269,7 @@ class OpenTelemetry:
             "gen_ai.operation.name": "chat",
             "gen_ai.system": self.system,
             "gen_ai.provider.name": self.system,  # the newer conventions' name for it
-            "relaykit.contract.target": e.target,
+            "relaykit.target": e.target,
             "relaykit.attempt": e.attempt,
         }
         if e.model:
@@ -295,7 +295,7 @@ class OpenTelemetry:
         call.span.add_event(
             "relaykit.retrying",
             {
-                "relaykit.contract.target": e.target or "",
+                "relaykit.target": e.target or "",
                 "relaykit.attempt": e.attempt,
                 "relaykit.delay_s": e.delay_s,
                 "error.type": _error_type(e.error),
@@ -306,7 +306,7 @@ class OpenTelemetry:
         call.span.add_event(
             "relaykit.hedge",
             {
-                "relaykit.contract.target": e.waiting_on,
+                "relaykit.target": e.waiting_on,
                 "relaykit.to_target": e.target,
                 "relaykit.after_s": e.after_s,
             },
@@ -319,7 +319,7 @@ class OpenTelemetry:
         call.span.add_event(
             "relaykit.fallback",
             {
-                "relaykit.contract.target": e.from_target,
+                "relaykit.target": e.from_target,
                 "relaykit.to_target": e.to_target,
                 "error.type": _error_type(e.error),
             },
@@ -331,14 +331,14 @@ class OpenTelemetry:
     def _circuit_opened(self, call: _CallTrace, e: CircuitOpened) -> None:
         call.span.add_event(
             "relaykit.circuit_opened",
-            {"relaykit.contract.target": e.target, "relaykit.cooldown_s": e.cooldown_s},
+            {"relaykit.target": e.target, "relaykit.cooldown_s": e.cooldown_s},
         )
 
     def _rate_limited(self, call: _CallTrace, e: RateLimited) -> None:
         call.span.add_event(
             "relaykit.rate_limited",
             {
-                "relaykit.contract.target": e.target,
+                "relaykit.target": e.target,
                 "relaykit.wait_s": e.wait_s,
                 "relaykit.limit": e.limit,
             },
