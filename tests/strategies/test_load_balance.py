@@ -3,6 +3,7 @@ targets that cannot take a call, falling through on failure, and clear errors fo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -268,3 +269,14 @@ async def test_a_group_whose_every_member_has_an_open_circuit_is_skipped_without
         ("west", "answered", ""),
     ]
     assert (a.request_count, b.request_count) == (1, 1)
+
+
+async def test_two_choices_spreads_concurrent_calls_by_the_calls_in_flight() -> None:
+    clock = FakeClock(auto_advance=False, seed=5)
+    async with FakeProvider(clock=clock) as a, FakeProvider(clock=clock) as b:
+        a.default = b.default = Reply.ok().delayed(1.0)
+        targets = [target(a, "a"), target(b, "b")]
+        async with Relay(targets=targets, strategy=LoadBalance("p2c"), clock=clock) as relay:
+            calls = asyncio.gather(*(relay.acomplete(messages=HI) for _ in range(20)))
+            await clock.drive(calls, step_s=None)
+    assert counts(a, b) == (10, 10)  # no latency known yet: the less loaded one, every time
