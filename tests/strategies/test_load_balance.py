@@ -17,6 +17,7 @@ from relaykit import (
     LoadBalance,
     LocalRateLimitError,
     OpenAICompatible,
+    Price,
     Relay,
     RelayError,
     Target,
@@ -280,3 +281,32 @@ async def test_two_choices_spreads_concurrent_calls_by_the_calls_in_flight() -> 
             calls = asyncio.gather(*(relay.acomplete(messages=HI) for _ in range(20)))
             await clock.drive(calls, step_s=None)
     assert counts(a, b) == (10, 10)  # no latency known yet: the less loaded one, every time
+
+
+async def test_cheapest_sends_each_call_where_that_call_costs_least(trio, clock) -> None:
+    a, b, c = trio
+    targets = [
+        target(a, "long-prompts", price=Price(input_per_mtok=0.1, output_per_mtok=10.0)),
+        target(b, "long-answers", price=Price(input_per_mtok=5.0, output_per_mtok=0.5)),
+        target(c, "unpriced"),
+    ]
+    long_prompt = [{"role": "user", "content": "word " * 8_000}]
+    async with Relay(targets=targets, strategy=LoadBalance("cheapest"), clock=clock) as relay:
+        first = await relay.acomplete(messages=long_prompt, max_tokens=10)
+        second = await relay.acomplete(messages=HI, max_tokens=4_000)
+        a.script(Reply.server_error())
+        b.script(Reply.server_error())
+        third = await relay.acomplete(messages=long_prompt, max_tokens=10)
+    assert first.relay is not None and first.relay.target == "long-prompts"
+    assert second.relay is not None and second.relay.target == "long-answers"
+    assert third.relay is not None
+    assert [s.target for s in third.relay.route] == ["long-prompts", "long-answers", "unpriced"]
+
+
+def test_cheapest_without_any_price_fails_when_the_relay_is_built() -> None:
+    targets = [
+        Target(OpenAICompatible("http://127.0.0.1:9/v1", api_key="k", model="m"), name=n)
+        for n in ("a", "b")
+    ]
+    with pytest.raises(ValueError, match=r"mode 'cheapest' needs a price on the targets"):
+        Relay(targets=targets, strategy=LoadBalance("cheapest"))

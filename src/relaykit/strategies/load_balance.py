@@ -11,6 +11,9 @@ Modes, each one pick in O(1) or O(k) for k targets (never a sort, never a pass p
   asks it (``decay_s``), so it is tried again and, if it recovered, gets traffic back.
 - ``"p2c"``: power of two choices: two targets at random, and of those the one with the lower
   latency cost times calls in flight (plus one). Load-aware without asking every target.
+- ``"cheapest"``: the target whose ``price`` makes this request cheapest (its prompt estimated
+  at ~4 bytes per token plus its ``max_tokens``, or 256, at each target's input and output
+  rates); a target without a price comes after every priced one, in the order given.
 
 Whatever the mode, a target that cannot take the call now is skipped without a request: its
 circuit is open, its rate limit or budget has no room (the middleware's ``refusal``,
@@ -35,6 +38,7 @@ from relaykit.contract.events import FallingBack
 from relaykit.contract.pipeline import CallContext, Handler, Response
 from relaykit.contract.schema import ChatRequest
 from relaykit.contract.target import BoundTarget
+from relaykit.contract.tokens import estimate_completion_tokens, estimate_prompt_tokens
 from relaykit.strategies._latency import PeakEwma
 from relaykit.strategies._route import (
     Gates,
@@ -47,21 +51,21 @@ from relaykit.strategies._route import (
 
 __all__ = ["BalanceMode", "LoadBalance"]
 
-BalanceMode: TypeAlias = Literal["weighted", "least_latency", "p2c"]
+BalanceMode: TypeAlias = Literal["weighted", "least_latency", "p2c", "cheapest"]
 """How LoadBalance picks the next target (see the module's docstring)."""
 
 MODES: Final[tuple[str, ...]] = get_args(BalanceMode)
 
 
 class LoadBalance:
-    """Spreads calls across targets by weight, latency or load; a failure falls through.
+    """Spreads calls across targets by weight, latency, load or price; a failure falls through.
 
     ``LoadBalance(weights={"a": 3, "b": 1})`` weighted random, ``LoadBalance("least_latency")``
     lowest peak-EWMA latency, ``LoadBalance("p2c")`` power of two choices on latency and calls
-    in flight. Open circuits, full rate limits and spent budgets are skipped without a
-    request; ``fallback_on`` takes Fallback's rules of which errors move on (by default all
-    but invalid requests). Randomness comes from the Relay's clock (``FakeClock(seed=...)``
-    makes it repeatable).
+    in flight, ``LoadBalance("cheapest")`` lowest price for the request. Open circuits, full
+    rate limits and spent budgets are skipped without a request; ``fallback_on`` takes
+    Fallback's rules of which errors move on (by default all but invalid requests).
+    Randomness comes from the Relay's clock (``FakeClock(seed=...)`` makes it repeatable).
 
     >>> Relay(targets=[east, west], strategy=LoadBalance("p2c"))
     """
@@ -96,6 +100,12 @@ class LoadBalance:
     def build(self, targets: Sequence[BoundTarget]) -> Handler:
         chain = tuple(targets)
         weights = self._weights_for(chain)
+        if self.mode == "cheapest" and all(t.target.price is None for t in chain):
+            raise ValueError(
+                "mode 'cheapest' needs a price on the targets: Target(backend, "
+                "price=Price(input_per_mtok=..., output_per_mtok=...)); none of "
+                f"{', '.join(repr(t.name) for t in chain)} has one"
+            )
         if len(chain) == 1:
             return chain[0].handler  # one target raises its own typed error
         return _Balancer(self, chain, weights)
@@ -120,7 +130,16 @@ class LoadBalance:
 class _Balancer:
     """One chain's picks and the state they read: latency costs and calls in flight."""
 
-    __slots__ = ("_cumulative", "_gates", "_strategy", "chain", "costs", "in_flight", "weights")
+    __slots__ = (
+        "_cumulative",
+        "_gates",
+        "_strategy",
+        "chain",
+        "costs",
+        "in_flight",
+        "prices",
+        "weights",
+    )
 
     def __init__(
         self, strategy: LoadBalance, chain: tuple[BoundTarget, ...], weights: tuple[float, ...]
@@ -132,6 +151,7 @@ class _Balancer:
         self._gates = Gates(chain)
         self.costs = tuple(PeakEwma(strategy.decay_s) for _ in chain)
         self.in_flight = [0] * len(chain)
+        self.prices = tuple(t.target.price for t in chain)
 
     async def __call__(self, request: ChatRequest, ctx: CallContext) -> Response:
         strategy, chain = self._strategy, self.chain
@@ -139,7 +159,8 @@ class _Balancer:
         too_small: int | None = None
         this_pass = len(ctx.failures)
         last_failure: tuple[str, RelayError] | None = None
-        while (index := self.pick(ctx, tried)) >= 0:
+        tokens = _tokens(request) if strategy.mode == "cheapest" else (0, 0)
+        while (index := self.pick(ctx, tried, tokens)) >= 0:
             tried.append(index)
             if not admitted(chain, index, ctx, self._gates, too_small):
                 continue
@@ -166,8 +187,9 @@ class _Balancer:
             return result
         raise give_up(chain, ctx, this_pass)
 
-    def pick(self, ctx: CallContext, tried: Sequence[int]) -> int:
-        """The index of the next target to try, not one of ``tried``; -1 when none is left."""
+    def pick(self, ctx: CallContext, tried: Sequence[int], tokens: tuple[int, int]) -> int:
+        """The index of the next target to try, not one of ``tried``; -1 when none is left.
+        ``tokens`` (prompt, completion) are the request's estimate, for ``"cheapest"``."""
         if len(tried) == len(self.chain):
             return -1
         mode = self._strategy.mode
@@ -175,7 +197,19 @@ class _Balancer:
             return self._weighted(ctx, tried)
         if mode == "least_latency":
             return self._least_latency(ctx, tried)
+        if mode == "cheapest":
+            return self._cheapest(tried, tokens)
         return self._two_choices(ctx, tried)
+
+    def _cheapest(self, tried: Sequence[int], tokens: tuple[int, int]) -> int:
+        best, best_usd = -1, math.inf
+        for i, price in enumerate(self.prices):
+            if i in tried:
+                continue
+            usd = math.inf if price is None else price.tokens_usd(*tokens)
+            if best < 0 or usd < best_usd:
+                best, best_usd = i, usd
+        return best
 
     def _weighted(self, ctx: CallContext, tried: Sequence[int]) -> int:
         weights = self.weights
@@ -224,6 +258,11 @@ class _Balancer:
     def _observe_failure(self, index: int, elapsed_s: float, now: float) -> None:
         worst = max(cost.cost(now) for cost in self.costs)
         self.costs[index].observe(max(elapsed_s, 2.0 * worst), now)
+
+
+def _tokens(request: ChatRequest) -> tuple[int, int]:
+    """The request's prompt and completion tokens as RateLimit and Budget estimate them."""
+    return estimate_prompt_tokens(request), estimate_completion_tokens(request)
 
 
 def _checked_weights(weights: Mapping[str, float]) -> dict[str, float]:
