@@ -16,7 +16,12 @@ import pytest
 import structlog
 
 from relaykit._support.canonical import canonical_json
-from relaykit._support.thirdparty import c_json_encoder, is_lazy_proxy, proxy_caches_logger
+from relaykit._support.thirdparty import (
+    c_json_encoder,
+    is_lazy_proxy,
+    listening_sockets,
+    proxy_caches_logger,
+)
 
 WHAT_CHANGED = "a structlog upgrade changed what relaykit._support.thirdparty relies on: "
 
@@ -64,3 +69,19 @@ def test_cpythons_c_json_encoder_is_there_and_takes_the_signature_relied_on() ->
 def test_canonical_json_is_exactly_what_json_dumps_would_write(value: object) -> None:
     # The cache key's text must not depend on which encoder built it.
     assert canonical_json(value) == json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+async def test_asyncios_selector_still_shows_the_sockets_a_loop_listens_on() -> None:
+    import asyncio
+
+    server = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        found = listening_sockets(asyncio.get_running_loop())
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    assert ("127.0.0.1", port) in found, (
+        "an asyncio change broke relaykit._support.thirdparty.listening_sockets (loop._selector)"
+    )

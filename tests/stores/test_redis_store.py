@@ -277,7 +277,7 @@ def test_an_unreachable_redis_fails_at_construction_without_showing_its_password
         RedisStore(url, connect_timeout_s=0.5)
 
     assert "hunter2" not in str(caught.value)
-    assert ":***@127.0.0.1" in str(caught.value)
+    assert "**********@127.0.0.1" in str(caught.value)
 
 
 def test_a_store_passed_where_it_cannot_serve_is_refused_naming_store() -> None:
@@ -322,7 +322,7 @@ async def test_the_url_in_reprs_and_events_hides_the_password() -> None:
     events = store.take_health_events() or []
 
     shown = [repr(store), store.url, *map(repr, events)]
-    assert events and all("s3cret" not in text and ":***@" in text for text in shown)
+    assert events and all("s3cret" not in text and "**********@" in text for text in shown)
     await store.aclose()
     server.remove()
 

@@ -1,9 +1,9 @@
-"""The two places relaykit leans on another library's private parts, in one labelled room.
+"""The places relaykit leans on another library's private parts, in one labelled room.
 
-Both are speed shortcuts on the call path, and both keep working (slower, never wrong) where
-the private part is missing. ``tests/test_thirdparty.py`` pins what is relied on, so a new
-version of the library that changes it fails that test by name instead of quietly costing
-microseconds or changing a cache key.
+Two are speed shortcuts on the call path and one a safety check; all keep working (slower, or
+unchecked, never wrong) where the private part is missing. ``tests/_support/test_thirdparty.py``
+pins what is relied on, so a new version of the library that changes it fails that test by name
+instead of quietly costing microseconds, changing a cache key or skipping a check.
 
 - **structlog's lazy logger proxy** (``structlog._config.BoundLoggerLazyProxy``, what
   ``structlog.get_logger()`` returns). It assembles a new logger on every call, which costs
@@ -16,15 +16,22 @@ microseconds or changing a cache key.
   counts it), and every cached call makes a key. Relied on: its positional signature, the one
   ``json.encoder`` itself calls it with. Without it the same text comes from a
   ``json.JSONEncoder`` built once.
+- **asyncio's selector** (``loop._selector`` of the selector event loops, the default on Linux
+  and macOS). The sync API reads which sockets the calling thread's loop listens on, to refuse
+  at once a call whose answer that very loop would have to serve. Relied on: the attribute and
+  its ``get_map()`` of registered file descriptors. Without it (uvloop) the check is skipped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json.encoder
+import socket
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["c_json_encoder", "is_lazy_proxy", "proxy_caches_logger"]
+__all__ = ["c_json_encoder", "is_lazy_proxy", "listening_sockets", "proxy_caches_logger"]
 
 
 def is_lazy_proxy(logger: object) -> bool:
@@ -62,3 +69,27 @@ def c_json_encoder(
         False,  # skipkeys
         True,  # allow_nan, as json.dumps
     )
+
+
+def listening_sockets(loop: asyncio.AbstractEventLoop) -> set[tuple[str, int]]:
+    """The (address, port) of every listening TCP socket ``loop`` serves; empty when the loop
+    does not expose its selector."""
+    selector = getattr(loop, "_selector", None)  # the private part: here only
+    found: set[tuple[str, int]] = set()
+    if selector is None:
+        return found
+    for key in list(selector.get_map().values()):
+        try:
+            sock = socket.socket(fileno=key.fd)  # borrowed: detached below, the fd stays open
+        except OSError:  # not a socket (a pipe)
+            continue
+        try:
+            with contextlib.suppress(OSError):
+                if sock.type == socket.SOCK_STREAM and sock.getsockopt(
+                    socket.SOL_SOCKET, socket.SO_ACCEPTCONN
+                ):
+                    address, port = sock.getsockname()[:2]
+                    found.add((address, port))
+        finally:
+            sock.detach()
+    return found

@@ -7,12 +7,12 @@ a long-lived loop keeps pools warm and costs one thread hop per call.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
+
+from relaykit._support.thirdparty import listening_sockets
 
 __all__ = ["LoopThread", "served_here"]
 
@@ -73,13 +73,14 @@ def served_here(urls: Sequence[str]) -> str | None:
     A sync call made there blocks that loop until the answer comes, and the answer would come
     from that very loop: it cannot. Only the loop's own listening sockets count, so a server in
     another thread or process on the same host (a local vLLM under Jupyter's loop) is fine.
-    Loops that do not expose their selector (uvloop) are not checked.
+    Loops that do not expose their selector (uvloop) are not checked
+    (``relaykit._support.thirdparty``).
     """
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return None
-    listening = _listening(loop) if urls else set()
+    listening = listening_sockets(loop) if urls else set()
     for url in urls:
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -89,26 +90,3 @@ def served_here(urls: Sequence[str]) -> str | None:
             if listening_port == port and local:
                 return f"{host}:{port}"
     return None
-
-
-def _listening(loop: asyncio.AbstractEventLoop) -> set[tuple[str, int]]:
-    """The (address, port) of every listening TCP socket ``loop`` serves."""
-    selector = getattr(loop, "_selector", None)  # asyncio's selector loops; not a public API
-    found: set[tuple[str, int]] = set()
-    if selector is None:
-        return found
-    for key in list(selector.get_map().values()):
-        try:
-            sock = socket.socket(fileno=key.fd)  # borrowed: detached below, the fd stays open
-        except OSError:  # not a socket (a pipe)
-            continue
-        try:
-            with contextlib.suppress(OSError):
-                if sock.type == socket.SOCK_STREAM and sock.getsockopt(
-                    socket.SOL_SOCKET, socket.SO_ACCEPTCONN
-                ):
-                    address, port = sock.getsockname()[:2]
-                    found.add((address, port))
-        finally:
-            sock.detach()
-    return found

@@ -16,13 +16,13 @@ meanwhile); when it succeeds, state is shared again. Each change is kept as a
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from relaykit._support.background import BackgroundTasks
+from relaykit._support.secrets import mask_url
 from relaykit.contract.clock import Clock
 from relaykit.contract.events import Event, StoreDegraded, StoreRecovered
 from relaykit.stores.redis._lua import SCRIPTS
@@ -45,12 +45,12 @@ class _Down:
 DOWN: Final = _Down()
 
 _SCHEMES: Final = ("redis", "rediss", "unix")
-_PASSWORD: Final = re.compile(r"(//[^:/@]*:)[^@/]*@")
 
 
 def masked_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for reprs, errors and events."""
-    return _PASSWORD.sub(r"\1***@", url)
+    """``url`` with its credentials (``user:password@``, ``?password=``) masked, for reprs,
+    errors and events: the one rule of ``relaykit._support.secrets``."""
+    return mask_url(url)
 
 
 def check_url(url: object) -> str:
