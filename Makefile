@@ -34,8 +34,11 @@ typecheck: $(VENV)/.installed-dev
 test: lint typecheck
 	RELAYKIT_TEST_REDIS_URL="$$(bash scripts/ensure-redis.sh)" $(BIN)/python -m pytest
 
+# Every benchmark script in turn (each writes benchmarks/results/<name>.json and .png).
+BENCHMARKS := overhead imports throughput streaming
 bench: $(VENV)/.installed-dev
-	$(BIN)/python benchmarks/overhead.py
+	@for name in $(BENCHMARKS); do echo "== benchmarks/$$name.py"; \
+		$(BIN)/python benchmarks/$$name.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

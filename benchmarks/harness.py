@@ -186,6 +186,8 @@ class Side:
     ``check(result)`` returns what is wrong with a warm-up answer (or None): a side that answers
     wrongly is reported as skipped, never timed. ``concurrency`` calls run at once in a round
     (each its own task); ``n`` fixes the calls per round instead of sizing it from warm-up.
+    ``keep_results`` keeps what every timed call returned in ``results`` (a call that measures
+    something of its own, such as the time to a stream's first chunk, returns it).
     """
 
     label: str
@@ -193,6 +195,7 @@ class Side:
     check: Callable[[Any], str | None] = _no_check
     close: Callable[[], Awaitable[None]] | None = None
     concurrency: int = 1
+    keep_results: bool = False
     n: int = 0
     per_call_s: float = 0.0
     next_i: int = 0
@@ -201,6 +204,7 @@ class Side:
     round_calls: list[int] = field(default_factory=list)
     deferred_s: list[float] = field(default_factory=list)
     samples_ns: list[int] = field(default_factory=list)
+    results: list[Any] = field(default_factory=list)
 
     async def warm_up(self, seconds: float, min_calls: int) -> None:
         """Run until warm, check the answer, and estimate the cost of a call."""
@@ -226,24 +230,29 @@ class Side:
         clock = time.perf_counter_ns
         call = self.call
         samples = self.samples_ns
+        kept = self.results if record and self.keep_results else None
         start = self.next_i
         end = start + n
         self.next_i = end
         if self.concurrency <= 1:
             for i in range(start, end):
                 t0 = clock()
-                await call(i)
+                result = await call(i)
                 if record:
                     samples.append(clock() - t0)
+                    if kept is not None:
+                        kept.append(result)
             return
         counter = iter(range(start, end))
 
         async def worker() -> None:
             for i in counter:
                 t0 = clock()
-                await call(i)
+                result = await call(i)
                 if record:
                     samples.append(clock() - t0)
+                    if kept is not None:
+                        kept.append(result)
 
         await asyncio.gather(*(worker() for _ in range(min(self.concurrency, n))))
 
@@ -475,14 +484,14 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def figure(width: float = 9, height: float = 5.2) -> tuple[Any, Any]:
-    """A matplotlib figure and axes for a PNG (no display needed)."""
+def figure(width: float = 9, height: float = 5.2, ncols: int = 1) -> tuple[Any, Any]:
+    """A matplotlib figure and its axes (``ncols`` side by side) for a PNG; no display needed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(width, height), dpi=120)
+    return plt.subplots(1, ncols, figsize=(width, height), dpi=120)
 
 
 def save(fig: Any, name: str, args: argparse.Namespace) -> Path:

@@ -1,4 +1,5 @@
-"""benchmarks/overhead.py runs end to end: a smoke test of the script, not of any number."""
+"""Every script in benchmarks/ runs end to end in its quick mode: smoke tests of the scripts,
+never of any number (timings belong in the benchmarks, not in the suite)."""
 
 from __future__ import annotations
 
@@ -6,25 +7,34 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "overhead.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def test_overhead_benchmark_quick_run_writes_its_chart_and_numbers(tmp_path: Path) -> None:
-    # Most of the run is importing LiteLLM; the timeout only stops a run that hangs.
+def run_quick(name: str, out: Path) -> tuple[str, dict[str, Any]]:
+    """Run ``benchmarks/<name>.py --quick``; its output and the JSON it wrote, PNG checked."""
+    # Most of a run is importing LiteLLM; the timeout only stops a run that hangs.
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)],
+        [sys.executable, str(BENCHMARKS / f"{name}.py"), "--quick", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=180,
     )
-
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    assert "litellm/relaykit: path · CPU" in done.stdout
-    png = tmp_path / "overhead.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    report = json.loads((tmp_path / "overhead.json").read_text())
+    assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report: dict[str, Any] = json.loads((out / f"{name}.json").read_text())
+    assert report["meta"]["benchmark"] == name
+    assert report["meta"]["quick"] is True
     assert report["meta"]["network_attempts_blocked"] == []
+    assert report["meta"]["versions"]["relaykit"]
+    return done.stdout, report
+
+
+def test_overhead_benchmark_quick_run_writes_its_chart_and_numbers(tmp_path: Path) -> None:
+    stdout, report = run_quick("overhead", tmp_path)
+
+    assert "litellm/relaykit: path · CPU" in stdout
     scenarios = {s["scenario"]: s for s in report["results"]}
     assert list(scenarios) == [
         "baseline",
@@ -40,24 +50,63 @@ def test_overhead_benchmark_quick_run_writes_its_chart_and_numbers(tmp_path: Pat
     assert baseline["relaykit"]["cpu_us_per_call"] > 0
 
 
-HEDGING = SCRIPT.parent / "hedging.py"
+def test_imports_benchmark_times_each_import_and_names_what_relaykit_loaded(
+    tmp_path: Path,
+) -> None:
+    stdout, report = run_quick("imports", tmp_path)
+
+    assert "faster than import litellm" in stdout
+    contenders = report["results"]["contenders"]
+    assert list(contenders) == [
+        "bare interpreter",
+        "relaykit",
+        "relaykit, typical line",
+        "litellm",
+    ]
+    assert "litellm" in contenders["litellm"]["loaded"]  # the probe sees what was imported
+    assert contenders["relaykit"]["wall_ms"]["runs"] == 2
+    assert report["results"]["ratio"] > 0
+    slowest = report["results"]["slowest_modules"]
+    assert slowest and all(row["self_ms"] >= 0 for row in slowest)
+    assert any(row["module"].startswith("relaykit") for row in slowest)
+
+
+def test_throughput_benchmark_compares_every_client_on_the_same_server(tmp_path: Path) -> None:
+    stdout, report = run_quick("throughput", tmp_path)
+
+    assert "relaykit / bare aiohttp" in stdout
+    results = report["results"]
+    assert all(rps > 0 for rps in results["server_alone_rps"].values())
+    settings = {(s["mode"], s["concurrency"]): s for s in results["settings"]}
+    assert set(settings) == {("plain", 32), ("streamed", 1)}
+    for setting in settings.values():
+        # Every side answered "hi" (streams: the joined chunks) before it was timed.
+        assert all(isinstance(stats, dict) for stats in setting["sides"].values()), setting
+        assert setting["ratios"]["relaykit / bare aiohttp"] > 0
+        assert setting["ratios"]["relaykit / LiteLLM Router"] > 0
+    assert settings[("plain", 32)]["sides"]["relaykit"]["concurrency"] == 32
+
+
+def test_streaming_benchmark_reports_first_token_and_per_chunk_costs(tmp_path: Path) -> None:
+    stdout, report = run_quick("streaming", tmp_path)
+
+    assert "to the time to first token" in stdout
+    results = report["results"]
+    for label in ("bare aiohttp", "relaykit"):
+        # Each side read the whole 2,000-chunk text before it was timed.
+        assert results["per_chunk"][label]["streams"] > 0
+        assert results["per_chunk"][label]["us_per_chunk"] > 0
+        assert 0 < results["ttft"][label]["ttft_ms_p50"] <= results["ttft"][label]["ttft_ms_p99"]
+    assert results["added_ttft_ms"] is not None
+    assert results["chunks_per_s_ratio"] > 0
 
 
 def test_hedging_benchmark_quick_run_writes_both_distributions_and_its_plot(
     tmp_path: Path,
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, str(HEDGING), "--quick", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    stdout, report = run_quick("hedging", tmp_path)
 
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    assert "p99 without/with hedging" in done.stdout
-    assert (tmp_path / "hedging.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    report = json.loads((tmp_path / "hedging.json").read_text())
-    assert report["meta"]["network_attempts_blocked"] == []
+    assert "p99 without/with hedging" in stdout
     results = report["results"]
     for side in ("fallback", "hedge"):
         assert len(results[side]["latencies_ms"]) == results[side]["calls"] > 0
