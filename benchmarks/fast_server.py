@@ -222,23 +222,26 @@ async def loadgen(
     ).encode()
     request = request_bytes("/v1/chat/completions", body)
     size = len(stream_response(STREAM_CHUNKS) if stream else plain_response())
+    connections = [await asyncio.open_connection(host, int(port)) for _ in range(concurrency)]
     done = 0
-    deadline = time.perf_counter() + seconds
-
-    async def connection() -> None:
-        nonlocal done
-        reader, writer = await asyncio.open_connection(host, int(port))
-        try:
-            while time.perf_counter() < deadline:
-                writer.write(request)
-                await reader.readexactly(size)
-                done += 1
-        finally:
-            writer.close()
-
     began = time.perf_counter()
-    await asyncio.gather(*(connection() for _ in range(concurrency)))
-    return done / (time.perf_counter() - began)
+    deadline = began + seconds
+
+    async def keep_asking(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal done
+        while True:  # at least one request per connection, however short the run
+            writer.write(request)
+            await reader.readexactly(size)
+            done += 1
+            if time.perf_counter() >= deadline:
+                return
+
+    try:
+        await asyncio.gather(*(keep_asking(r, w) for r, w in connections))
+        return done / (time.perf_counter() - began)
+    finally:
+        for _, writer in connections:
+            writer.close()
 
 
 if __name__ == "__main__":
