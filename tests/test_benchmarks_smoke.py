@@ -6,33 +6,56 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+Runs = dict[str, "subprocess.Popen[str]"]
+SCRIPTS = ("overhead", "imports", "throughput", "streaming")
 
 
-def run_quick(name: str, out: Path) -> tuple[str, dict[str, Any]]:
-    """Run ``benchmarks/<name>.py --quick``; its output and the JSON it wrote, PNG checked."""
-    # Most of a run is importing LiteLLM; the timeout only stops a run that hangs.
-    done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / f"{name}.py"), "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
+    """Every script's quick run, started at once: most of each is importing LiteLLM and
+    waiting on its own server, so side by side they take little more than the slowest."""
+    out = tmp_path_factory.mktemp("benchmarks")
+    runs = {
+        name: subprocess.Popen(
+            [sys.executable, str(BENCHMARKS / f"{name}.py"), "--quick", "--out", str(out / name)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in SCRIPTS
+    }
+    yield runs
+    for run in runs.values():
+        if run.poll() is None:
+            run.kill()
+        run.communicate()
+
+
+def run_quick(name: str, runs: Runs) -> tuple[str, dict[str, Any]]:
+    """The output of ``benchmarks/<name>.py --quick`` and the JSON it wrote, PNG checked."""
+    run = runs[name]
+    # The timeout only stops a run that hangs.
+    stdout, stderr = run.communicate(timeout=300)
+    assert run.returncode == 0, stdout[-2000:] + stderr[-4000:]
+    out = Path(run.args[-1])
     assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report: dict[str, Any] = json.loads((out / f"{name}.json").read_text())
     assert report["meta"]["benchmark"] == name
     assert report["meta"]["quick"] is True
     assert report["meta"]["network_attempts_blocked"] == []
     assert report["meta"]["versions"]["relaykit"]
-    return done.stdout, report
+    return stdout, report
 
 
-def test_overhead_benchmark_quick_run_writes_its_chart_and_numbers(tmp_path: Path) -> None:
-    stdout, report = run_quick("overhead", tmp_path)
+def test_overhead_benchmark_quick_run_writes_its_chart_and_numbers(quick_runs: Runs) -> None:
+    stdout, report = run_quick("overhead", quick_runs)
 
     assert "litellm/relaykit: path · CPU" in stdout
     scenarios = {s["scenario"]: s for s in report["results"]}
@@ -51,9 +74,9 @@ def test_overhead_benchmark_quick_run_writes_its_chart_and_numbers(tmp_path: Pat
 
 
 def test_imports_benchmark_times_each_import_and_names_what_relaykit_loaded(
-    tmp_path: Path,
+    quick_runs: Runs,
 ) -> None:
-    stdout, report = run_quick("imports", tmp_path)
+    stdout, report = run_quick("imports", quick_runs)
 
     assert "faster than import litellm" in stdout
     contenders = report["results"]["contenders"]
@@ -71,8 +94,8 @@ def test_imports_benchmark_times_each_import_and_names_what_relaykit_loaded(
     assert any(row["module"].startswith("relaykit") for row in slowest)
 
 
-def test_throughput_benchmark_compares_every_client_on_the_same_server(tmp_path: Path) -> None:
-    stdout, report = run_quick("throughput", tmp_path)
+def test_throughput_benchmark_compares_every_client_on_the_same_server(quick_runs: Runs) -> None:
+    stdout, report = run_quick("throughput", quick_runs)
 
     assert "relaykit / bare aiohttp" in stdout
     results = report["results"]
@@ -87,8 +110,8 @@ def test_throughput_benchmark_compares_every_client_on_the_same_server(tmp_path:
     assert settings[("plain", 32)]["sides"]["relaykit"]["concurrency"] == 32
 
 
-def test_streaming_benchmark_reports_first_token_and_per_chunk_costs(tmp_path: Path) -> None:
-    stdout, report = run_quick("streaming", tmp_path)
+def test_streaming_benchmark_reports_first_token_and_per_chunk_costs(quick_runs: Runs) -> None:
+    stdout, report = run_quick("streaming", quick_runs)
 
     assert "to the time to first token" in stdout
     results = report["results"]
