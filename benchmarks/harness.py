@@ -188,6 +188,8 @@ class Side:
     (each its own task); ``n`` fixes the calls per round instead of sizing it from warm-up.
     ``keep_results`` keeps what every timed call returned in ``results`` (a call that measures
     something of its own, such as the time to a stream's first chunk, returns it).
+    ``before_rounds`` runs once between warm-up and the first timed round (to zero a counter
+    that should count timed calls only).
     """
 
     label: str
@@ -196,6 +198,7 @@ class Side:
     close: Callable[[], Awaitable[None]] | None = None
     concurrency: int = 1
     keep_results: bool = False
+    before_rounds: Callable[[], None] | None = None
     n: int = 0
     per_call_s: float = 0.0
     next_i: int = 0
@@ -325,6 +328,9 @@ async def in_turns(
         current = asyncio.current_task()
         _resident.update(t for t in asyncio.all_tasks() if t is not current and not t.done())
         await settle()
+        for side in live:
+            if side.before_rounds is not None:
+                side.before_rounds()
         for _ in range(rounds):
             for side in live:  # in turns, so every side sees the same machine
                 await side.run_round()

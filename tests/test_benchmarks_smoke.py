@@ -6,56 +6,68 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from run_all import SCRIPTS
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-Runs = dict[str, "subprocess.Popen[str]"]
-SCRIPTS = ("overhead", "imports", "throughput", "streaming")
+
+
+@dataclass
+class QuickRun:
+    """What the smoke run of every script printed, and where each wrote its results."""
+
+    stdout: str
+    out: Path
 
 
 @pytest.fixture(scope="module")
-def quick_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
-    """Every script's quick run, started at once: most of each is importing LiteLLM and
-    waiting on its own server, so side by side they take little more than the slowest."""
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> QuickRun:
+    """Every script in its quick mode, one after another in one process (run_all.py): most of
+    each run is importing LiteLLM, which one process does once."""
     out = tmp_path_factory.mktemp("benchmarks")
-    runs = {
-        name: subprocess.Popen(
-            [sys.executable, str(BENCHMARKS / f"{name}.py"), "--quick", "--out", str(out / name)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name in SCRIPTS
-    }
-    yield runs
-    for run in runs.values():
-        if run.poll() is None:
-            run.kill()
-        run.communicate()
+    # redis_store.py has a smoke test of its own below: it starts processes and a Redis.
+    names = [name for name in SCRIPTS if name != "redis_store"]
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "run_all.py"), "--quick", "--out", str(out), *names],
+        capture_output=True,
+        text=True,
+        timeout=600,  # stops a run that hangs; a normal one takes a minute or two
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-4000:]
+    return QuickRun(done.stdout, out)
 
 
-def run_quick(name: str, runs: Runs) -> tuple[str, dict[str, Any]]:
-    """The output of ``benchmarks/<name>.py --quick`` and the JSON it wrote, PNG checked."""
-    run = runs[name]
-    # The timeout only stops a run that hangs.
-    stdout, stderr = run.communicate(timeout=300)
-    assert run.returncode == 0, stdout[-2000:] + stderr[-4000:]
-    out = Path(run.args[-1])
-    assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    report: dict[str, Any] = json.loads((out / f"{name}.json").read_text())
+def report_of(name: str, run: QuickRun) -> dict[str, Any]:
+    """The JSON ``benchmarks/<name>.py --quick`` wrote, its PNG and its metadata checked."""
+    assert (run.out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report: dict[str, Any] = json.loads((run.out / f"{name}.json").read_text())
     assert report["meta"]["benchmark"] == name
     assert report["meta"]["quick"] is True
     assert report["meta"]["network_attempts_blocked"] == []
     assert report["meta"]["versions"]["relaykit"]
-    return stdout, report
+    return report
 
 
-def test_overhead_benchmark_quick_run_writes_its_chart_and_numbers(quick_runs: Runs) -> None:
-    stdout, report = run_quick("overhead", quick_runs)
+def test_run_all_runs_every_script_in_benchmarks() -> None:
+    scripts = {p.stem for p in BENCHMARKS.glob("*.py")} - {
+        "harness",
+        "contenders",
+        "fast_server",
+        "run_all",
+    }
+
+    assert set(SCRIPTS) == scripts  # a new script joins the smoke run (and make bench)
+
+
+def test_overhead_benchmark_quick_run_writes_its_chart_and_numbers(quick_run: QuickRun) -> None:
+    report = report_of("overhead", quick_run)
+    stdout = quick_run.stdout
 
     assert "litellm/relaykit: path · CPU" in stdout
     scenarios = {s["scenario"]: s for s in report["results"]}
@@ -74,9 +86,10 @@ def test_overhead_benchmark_quick_run_writes_its_chart_and_numbers(quick_runs: R
 
 
 def test_imports_benchmark_times_each_import_and_names_what_relaykit_loaded(
-    quick_runs: Runs,
+    quick_run: QuickRun,
 ) -> None:
-    stdout, report = run_quick("imports", quick_runs)
+    report = report_of("imports", quick_run)
+    stdout = quick_run.stdout
 
     assert "faster than import litellm" in stdout
     contenders = report["results"]["contenders"]
@@ -94,8 +107,9 @@ def test_imports_benchmark_times_each_import_and_names_what_relaykit_loaded(
     assert any(row["module"].startswith("relaykit") for row in slowest)
 
 
-def test_throughput_benchmark_compares_every_client_on_the_same_server(quick_runs: Runs) -> None:
-    stdout, report = run_quick("throughput", quick_runs)
+def test_throughput_benchmark_compares_every_client_on_the_same_server(quick_run: QuickRun) -> None:
+    report = report_of("throughput", quick_run)
+    stdout = quick_run.stdout
 
     assert "relaykit / bare aiohttp" in stdout
     results = report["results"]
@@ -110,8 +124,9 @@ def test_throughput_benchmark_compares_every_client_on_the_same_server(quick_run
     assert settings[("plain", 32)]["sides"]["relaykit"]["concurrency"] == 32
 
 
-def test_streaming_benchmark_reports_first_token_and_per_chunk_costs(quick_runs: Runs) -> None:
-    stdout, report = run_quick("streaming", quick_runs)
+def test_streaming_benchmark_reports_first_token_and_per_chunk_costs(quick_run: QuickRun) -> None:
+    report = report_of("streaming", quick_run)
+    stdout = quick_run.stdout
 
     assert "to the time to first token" in stdout
     results = report["results"]
@@ -125,9 +140,10 @@ def test_streaming_benchmark_reports_first_token_and_per_chunk_costs(quick_runs:
 
 
 def test_hedging_benchmark_quick_run_writes_both_distributions_and_its_plot(
-    tmp_path: Path,
+    quick_run: QuickRun,
 ) -> None:
-    stdout, report = run_quick("hedging", tmp_path)
+    report = report_of("hedging", quick_run)
+    stdout = quick_run.stdout
 
     assert "p99 without/with hedging" in stdout
     results = report["results"]
@@ -137,7 +153,36 @@ def test_hedging_benchmark_quick_run_writes_both_distributions_and_its_plot(
     assert results["hedge"]["hedges"]["budget"] == 0.1
 
 
-REDIS_STORE = SCRIPT.parent / "redis_store.py"
+def test_failover_benchmark_measures_both_faults_for_relaykit_and_the_router(
+    quick_run: QuickRun,
+) -> None:
+    report = report_of("failover", quick_run)
+
+    assert "with the breaker, p99 is" in quick_run.stdout
+    setups = report["results"]["setups"]
+    assert set(setups) == {"refused", "black hole"}
+    for case in setups.values():
+        # Every side answered from the secondary ("hi") before it was timed.
+        assert all(isinstance(stats, dict) for stats in case.values()), case
+        assert case["relaykit, healthy path"]["primary_requests"] == 0
+        assert case["relaykit fallback"]["primary_requests"] == case["relaykit fallback"]["calls"]
+    assert report["results"]["verdicts"]["refused"]["max_ms"] > 0
+
+
+def test_memory_benchmark_reads_rss_at_checkpoints_and_sizes_a_cache_entry(
+    quick_run: QuickRun,
+) -> None:
+    report = report_of("memory", quick_run)
+
+    assert "bytes per entry" in quick_run.stdout
+    growth, cache = report["results"]["growth"], report["results"]["cache"]
+    assert [s["calls"] for s in growth["samples"]] == [200, 1_000, 2_000]
+    assert growth["answered_by"] == {"primary": 2_000}
+    assert cache["entries_after_twice_as_many"] == cache["max_entries"]  # evicts, never grows
+    assert cache["bytes_per_entry_traced"] > cache["answer_json_bytes"] / 2
+
+
+REDIS_STORE = BENCHMARKS / "redis_store.py"
 
 
 def test_redis_store_benchmark_quick_run_counts_round_trips_and_the_shared_limit(
