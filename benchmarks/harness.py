@@ -11,7 +11,8 @@ background logging) so that work is charged to the side that caused it. Per side
 - ``calls_per_s``: median over rounds of calls per second of wall time;
 - ``cpu_us_per_call``: median over rounds of the process's CPU time (every thread, background
   work included) per call: what a call costs the process;
-- ``p50_us``, ``p99_us``, ``max_us``: single calls' latencies, pooled over all rounds.
+- ``p50_us``, ``p99_us``, ``max_us``: single calls' latencies, pooled over all rounds;
+- ``errors``: timed calls that raised (counted and timed, not fatal), and the first error.
 
 A script calls ``setup(doc)`` first (arguments ``--quick`` and ``--out``, the network guard,
 LiteLLM's offline switches), measures, then ``write_results(name, ...)`` for
@@ -208,6 +209,8 @@ class Side:
     deferred_s: list[float] = field(default_factory=list)
     samples_ns: list[int] = field(default_factory=list)
     results: list[Any] = field(default_factory=list)
+    errors: int = 0
+    first_error: str | None = None
 
     async def warm_up(self, seconds: float, min_calls: int) -> None:
         """Run until warm, check the answer, and estimate the cost of a call."""
@@ -231,7 +234,7 @@ class Side:
     async def _batch(self, n: int, *, record: bool) -> None:
         """``n`` calls, ``concurrency`` at a time, each timed on its own when ``record``."""
         clock = time.perf_counter_ns
-        call = self.call
+        call = self._guarded if record else self.call
         samples = self.samples_ns
         kept = self.results if record and self.keep_results else None
         start = self.next_i
@@ -270,6 +273,16 @@ class Side:
         self.round_cpu_s.append(time.process_time() - cpu_began)
         self.round_calls.append(self.n)
 
+    async def _guarded(self, i: int) -> Any:
+        """A timed call; one that fails is counted (and its time kept), not fatal: a busy
+        machine can push a call past a tight timeout, and the figures say how often."""
+        try:
+            return await self.call(i)
+        except Exception as exc:
+            self.errors += 1
+            self.first_error = self.first_error or f"{type(exc).__name__}: {exc}"
+            return None
+
     def stats(self) -> dict[str, Any]:
         """The side's figures (see the module docstring); ``round_*`` lists show the spread."""
         ordered = sorted(self.samples_ns)
@@ -291,6 +304,8 @@ class Side:
             "concurrency": self.concurrency,
             "calls_per_round": self.n,
             "calls": len(ordered),
+            "errors": self.errors,
+            "first_error": self.first_error,
         }
 
 
@@ -340,6 +355,8 @@ async def in_turns(
                 await side.close()
     for side in live:
         results[side.label] = side.stats()
+        if side.errors:
+            print(f"  {side.label}: {side.errors} timed call(s) failed, first: {side.first_error}")
     return {side.label: results[side.label] for side in sides}
 
 
