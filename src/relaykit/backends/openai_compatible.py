@@ -6,10 +6,9 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Collection, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
 from pydantic import SecretStr, ValidationError
 
 from relaykit._support.checks import positive_seconds, whole_number
@@ -33,6 +32,9 @@ from relaykit.contract.errors import (
 from relaykit.contract.pipeline import CallContext
 from relaykit.contract.schema import ChatCompletion, ChatCompletionChunk, ChatRequest
 from relaykit.contract.stream import ChatStream
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = ["OpenAICompatible"]
 
@@ -281,6 +283,7 @@ class OpenAICompatible:
         loop = asyncio.get_running_loop()
         session = self._sessions.get(loop)
         if session is None or session.closed:
+            _import_aiohttp()
             # A new loop: earlier ones may be gone (successive asyncio.run calls).
             for dead in [other for other in self._sessions if other.is_closed()]:
                 _abandon(self._sessions.pop(dead))
@@ -357,6 +360,17 @@ class OpenAICompatible:
             f"{self._call_secrets(ctx).mask(str(exc))}",
             target=self.name,
         )
+
+
+def _import_aiohttp() -> None:
+    """Load aiohttp as the first connection pool opens, not when relaykit is imported.
+
+    Importing it costs a tenth of a second (it builds its SSL contexts then), which a program
+    that imports relaykit and never calls a provider over HTTP should not pay. Every other use
+    of the name in this module runs after a pool was opened.
+    """
+    global aiohttp
+    import aiohttp
 
 
 def _abandon(session: aiohttp.ClientSession) -> None:
