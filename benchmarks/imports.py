@@ -140,8 +140,14 @@ def main(argv: list[str] | None = None) -> int:
             "rss_added_mb": (rss["median"] - bare_rss) / 1024,
             "loaded": runs_of[-1]["loaded"],
         }
-    rk, ll = results["relaykit"], results["litellm"]
-    ratio = ll["added_ms"] / rk["added_ms"] if rk["added_ms"] > 0 else None
+    rk, typical, ll = results["relaykit"], results["relaykit, typical line"], results["litellm"]
+    # Ratios of the import statement's own time (in-process): a lazy import takes less than a
+    # millisecond, which the noise of whole-process times (a few ms) would swallow.
+    ratios = {
+        name: ll["in_process_ms"]["median"] / max(r["in_process_ms"]["median"], 1e-3)
+        for name, r in (("relaykit", rk), ("relaykit, typical line", typical))
+    }
+    ratio = ratios["relaykit"]
     slowest = import_times(CONTENDERS["relaykit, typical line"])
 
     print_table(
@@ -158,16 +164,18 @@ def main(argv: list[str] | None = None) -> int:
             for name, r in results.items()
         ],
     )
-    lazy_loaded = [m for m in rk["loaded"] if m in LAZY]
-    print(
-        f"  >>> import relaykit adds {rk['added_ms']:.0f} ms (goal <= {GOAL_ADDED_MS:.0f}: "
-        f"{'MET' if rk['added_ms'] <= GOAL_ADDED_MS else 'NOT MET'}), "
-        f"{ratio:.1f}x faster than import litellm (goal >= {GOAL_RATIO:.0f}x: "
-        f"{'MET' if ratio and ratio >= GOAL_RATIO else 'NOT MET'}), "
-        f"RSS +{rk['rss_added_mb']:.1f} MB (goal <= {GOAL_RSS_MB:.0f}: "
-        f"{'MET' if rk['rss_added_mb'] <= GOAL_RSS_MB else 'NOT MET'})"
-    )
-    print(f"  loaded by import relaykit, of {LAZY}: {lazy_loaded or 'none'}")
+    for name, r in (("import relaykit", rk), ("the typical line", typical)):
+        key = "relaykit" if r is rk else "relaykit, typical line"
+        print(
+            f"  >>> {name} adds {r['added_ms']:.0f} ms (goal <= {GOAL_ADDED_MS:.0f}: "
+            f"{'MET' if r['added_ms'] <= GOAL_ADDED_MS else 'NOT MET'}), "
+            f"{ratios[key]:.1f}x faster than import litellm (goal >= {GOAL_RATIO:.0f}x: "
+            f"{'MET' if ratios[key] >= GOAL_RATIO else 'NOT MET'}), "
+            f"RSS +{r['rss_added_mb']:.1f} MB (goal <= {GOAL_RSS_MB:.0f}: "
+            f"{'MET' if r['rss_added_mb'] <= GOAL_RSS_MB else 'NOT MET'})"
+        )
+    for name, r in (("import relaykit", rk), ("the typical line", typical)):
+        print(f"  loaded by {name}, of {LAZY}: {[m for m in r['loaded'] if m in LAZY] or 'none'}")
     print("  slowest modules of the typical line (-X importtime, self ms):")
     for row in slowest[:8]:
         print(f"    {row['self_ms']:7.1f}  {row['module']}")
@@ -175,11 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     write_results(
         "imports",
         args,
-        {"contenders": results, "ratio": ratio, "slowest_modules": slowest},
+        {"contenders": results, "ratio": ratio, "ratios": ratios, "slowest_modules": slowest},
         method=(
             f"{runs} fresh interpreters per contender, taken in turns; wall time of the whole "
             "process and perf_counter around the import inside it; peak RSS (ru_maxrss); "
-            "medians; 'added' is minus the bare interpreter's median"
+            "medians; 'added' is minus the bare interpreter's median; ratios are of the "
+            "in-process import time, litellm's over relaykit's"
         ),
         compared=["litellm", "pydantic", "aiohttp", "structlog"],
     )
@@ -195,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ax.set_yscale("symlog", linthresh=10)
     ax.set_title(
-        f"import relaykit: {rk['added_ms']:.0f} ms, {ratio:.0f}x faster than import litellm",
+        f"import relaykit {ratio:,.0f}x, the typical line {ratios['relaykit, typical line']:.0f}x "
+        "faster than import litellm (in-process time)",
         fontsize=10,
     )
     ax.legend(fontsize=8)

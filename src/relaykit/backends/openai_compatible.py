@@ -20,6 +20,7 @@ from relaykit._support.secrets import (
     is_secret_name,
     mask_url,
 )
+from relaykit.backends._request_json import request_json
 from relaykit.backends._sse import SSEDecoder, SSEEvent
 from relaykit.backends._timing import time_allowed, timed_out
 from relaykit.backends.classify import error_from_http, parse_error_body
@@ -268,10 +269,7 @@ class OpenAICompatible:
                 "has no model to send: pass model= to the call, or give the backend a model",
                 target=self.name,
             )
-        body = {**request.body(), "model": model, "stream": stream, **self.extra_body}
-        if not stream:
-            body.pop("stream_options", None)  # OpenAI rejects stream_options without stream
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        return request_json(request, model, stream=stream, extra=self.extra_body)
 
     def _headers(self, ctx: CallContext, base: dict[str, str]) -> dict[str, str]:
         return {**base, **ctx.extra_headers} if ctx.extra_headers else base
