@@ -42,7 +42,7 @@ def test_import_relaykit_loads_no_module_until_a_name_is_used() -> None:
         "import relaykit, sys\n"
         "print([n for n in sys.modules if n.startswith(('relaykit.', 'pydantic'))])\n"
         "relaykit.Relay\n"
-        "print('relaykit.relay' in sys.modules and 'pydantic' in sys.modules)"
+        "print(relaykit.Relay.__module__ in sys.modules and 'pydantic' in sys.modules)"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
