@@ -34,8 +34,10 @@ typecheck: $(VENV)/.installed-dev
 test: lint typecheck
 	RELAYKIT_TEST_REDIS_URL="$$(bash scripts/ensure-redis.sh)" $(BIN)/python -m pytest
 
+# Every benchmark script, each in its own process (each writes benchmarks/results/<name>.json
+# and .png); benchmarks/run_all.py lists them.
 bench: $(VENV)/.installed-dev
-	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

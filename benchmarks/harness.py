@@ -11,7 +11,8 @@ background logging) so that work is charged to the side that caused it. Per side
 - ``calls_per_s``: median over rounds of calls per second of wall time;
 - ``cpu_us_per_call``: median over rounds of the process's CPU time (every thread, background
   work included) per call: what a call costs the process;
-- ``p50_us``, ``p99_us``, ``max_us``: single calls' latencies, pooled over all rounds.
+- ``p50_us``, ``p99_us``, ``max_us``: single calls' latencies, pooled over all rounds;
+- ``errors``: timed calls that raised (counted and timed, not fatal), and the first error.
 
 A script calls ``setup(doc)`` first (arguments ``--quick`` and ``--out``, the network guard,
 LiteLLM's offline switches), measures, then ``write_results(name, ...)`` for
@@ -186,6 +187,10 @@ class Side:
     ``check(result)`` returns what is wrong with a warm-up answer (or None): a side that answers
     wrongly is reported as skipped, never timed. ``concurrency`` calls run at once in a round
     (each its own task); ``n`` fixes the calls per round instead of sizing it from warm-up.
+    ``keep_results`` keeps what every timed call returned in ``results`` (a call that measures
+    something of its own, such as the time to a stream's first chunk, returns it).
+    ``before_rounds`` runs once between warm-up and the first timed round (to zero a counter
+    that should count timed calls only).
     """
 
     label: str
@@ -193,6 +198,8 @@ class Side:
     check: Callable[[Any], str | None] = _no_check
     close: Callable[[], Awaitable[None]] | None = None
     concurrency: int = 1
+    keep_results: bool = False
+    before_rounds: Callable[[], None] | None = None
     n: int = 0
     per_call_s: float = 0.0
     next_i: int = 0
@@ -201,6 +208,9 @@ class Side:
     round_calls: list[int] = field(default_factory=list)
     deferred_s: list[float] = field(default_factory=list)
     samples_ns: list[int] = field(default_factory=list)
+    results: list[Any] = field(default_factory=list)
+    errors: int = 0
+    first_error: str | None = None
 
     async def warm_up(self, seconds: float, min_calls: int) -> None:
         """Run until warm, check the answer, and estimate the cost of a call."""
@@ -224,26 +234,31 @@ class Side:
     async def _batch(self, n: int, *, record: bool) -> None:
         """``n`` calls, ``concurrency`` at a time, each timed on its own when ``record``."""
         clock = time.perf_counter_ns
-        call = self.call
+        call = self._guarded if record else self.call
         samples = self.samples_ns
+        kept = self.results if record and self.keep_results else None
         start = self.next_i
         end = start + n
         self.next_i = end
         if self.concurrency <= 1:
             for i in range(start, end):
                 t0 = clock()
-                await call(i)
+                result = await call(i)
                 if record:
                     samples.append(clock() - t0)
+                    if kept is not None:
+                        kept.append(result)
             return
         counter = iter(range(start, end))
 
         async def worker() -> None:
             for i in counter:
                 t0 = clock()
-                await call(i)
+                result = await call(i)
                 if record:
                     samples.append(clock() - t0)
+                    if kept is not None:
+                        kept.append(result)
 
         await asyncio.gather(*(worker() for _ in range(min(self.concurrency, n))))
 
@@ -257,6 +272,16 @@ class Side:
         # Every thread's CPU from the first call until the work the round left has finished.
         self.round_cpu_s.append(time.process_time() - cpu_began)
         self.round_calls.append(self.n)
+
+    async def _guarded(self, i: int) -> Any:
+        """A timed call; one that fails is counted (and its time kept), not fatal: a busy
+        machine can push a call past a tight timeout, and the figures say how often."""
+        try:
+            return await self.call(i)
+        except Exception as exc:
+            self.errors += 1
+            self.first_error = self.first_error or f"{type(exc).__name__}: {exc}"
+            return None
 
     def stats(self) -> dict[str, Any]:
         """The side's figures (see the module docstring); ``round_*`` lists show the spread."""
@@ -279,6 +304,8 @@ class Side:
             "concurrency": self.concurrency,
             "calls_per_round": self.n,
             "calls": len(ordered),
+            "errors": self.errors,
+            "first_error": self.first_error,
         }
 
 
@@ -316,6 +343,9 @@ async def in_turns(
         current = asyncio.current_task()
         _resident.update(t for t in asyncio.all_tasks() if t is not current and not t.done())
         await settle()
+        for side in live:
+            if side.before_rounds is not None:
+                side.before_rounds()
         for _ in range(rounds):
             for side in live:  # in turns, so every side sees the same machine
                 await side.run_round()
@@ -325,6 +355,8 @@ async def in_turns(
                 await side.close()
     for side in live:
         results[side.label] = side.stats()
+        if side.errors:
+            print(f"  {side.label}: {side.errors} timed call(s) failed, first: {side.first_error}")
     return {side.label: results[side.label] for side in sides}
 
 
@@ -475,14 +507,14 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def figure(width: float = 9, height: float = 5.2) -> tuple[Any, Any]:
-    """A matplotlib figure and axes for a PNG (no display needed)."""
+def figure(width: float = 9, height: float = 5.2, ncols: int = 1) -> tuple[Any, Any]:
+    """A matplotlib figure and its axes (``ncols`` side by side) for a PNG; no display needed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(width, height), dpi=120)
+    return plt.subplots(1, ncols, figsize=(width, height), dpi=120)
 
 
 def save(fig: Any, name: str, args: argparse.Namespace) -> Path:

@@ -162,8 +162,8 @@ def plot(results: dict[str, Any], args: Any) -> Path:
     return save(fig, "hedging", args)
 
 
-def main() -> None:
-    args = setup(__doc__)
+def main(argv: list[str] | None = None) -> int:
+    args = setup(__doc__, argv)
     results = asyncio.run(run(QUICK if args.quick else FULL))
     print_table(
         ["side", "calls", "p50 ms", "p90 ms", "p99 ms", "max ms", "extra requests"],
@@ -196,7 +196,8 @@ def main() -> None:
         ),
     )
     plot(results, args)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

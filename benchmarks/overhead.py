@@ -35,8 +35,6 @@ host that is not local. The rounds, the guard and the report are benchmarks/harn
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -44,6 +42,7 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
 
+from contenders import configure_structlog
 from harness import Side, figure, import_litellm, in_turns, save, setup, write_results
 
 PROMPT = [{"role": "user", "content": "Say hi."}]
@@ -138,26 +137,6 @@ def _middlewares() -> dict[str, Any] | str:
     if missing:
         return f"{', '.join(missing)} not available yet"
     return found
-
-
-def _configure_structlog() -> None:
-    """A production-shaped structlog setup writing to a null sink.
-
-    INFO and above, with level, timestamp and JSON rendering: what a service ships with. The
-    lines are really rendered and written, only to /dev/null, so their cost is measured.
-    """
-    import structlog
-
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        logger_factory=structlog.WriteLoggerFactory(open(os.devnull, "w")),  # noqa: SIM115
-        cache_logger_on_first_use=True,
-    )
 
 
 def _relaykit_side(relay: Any, messages_for: Callable[[int], Any], *, cached: bool) -> Side:
@@ -529,7 +508,7 @@ async def run(quick: bool) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = setup(__doc__, argv)
-    _configure_structlog()
+    configure_structlog()
     started = time.perf_counter()
     imported = time.perf_counter()
     import_litellm()

@@ -6,10 +6,9 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Collection, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
 from pydantic import SecretStr, ValidationError
 
 from relaykit._support.checks import positive_seconds, whole_number
@@ -21,6 +20,7 @@ from relaykit._support.secrets import (
     is_secret_name,
     mask_url,
 )
+from relaykit.backends._request_json import request_json
 from relaykit.backends._sse import SSEDecoder, SSEEvent
 from relaykit.backends._timing import time_allowed, timed_out
 from relaykit.backends.classify import error_from_http, parse_error_body
@@ -33,6 +33,9 @@ from relaykit.contract.errors import (
 from relaykit.contract.pipeline import CallContext
 from relaykit.contract.schema import ChatCompletion, ChatCompletionChunk, ChatRequest
 from relaykit.contract.stream import ChatStream
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = ["OpenAICompatible"]
 
@@ -266,10 +269,7 @@ class OpenAICompatible:
                 "has no model to send: pass model= to the call, or give the backend a model",
                 target=self.name,
             )
-        body = {**request.body(), "model": model, "stream": stream, **self.extra_body}
-        if not stream:
-            body.pop("stream_options", None)  # OpenAI rejects stream_options without stream
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        return request_json(request, model, stream=stream, extra=self.extra_body)
 
     def _headers(self, ctx: CallContext, base: dict[str, str]) -> dict[str, str]:
         return {**base, **ctx.extra_headers} if ctx.extra_headers else base
@@ -281,6 +281,7 @@ class OpenAICompatible:
         loop = asyncio.get_running_loop()
         session = self._sessions.get(loop)
         if session is None or session.closed:
+            _import_aiohttp()
             # A new loop: earlier ones may be gone (successive asyncio.run calls).
             for dead in [other for other in self._sessions if other.is_closed()]:
                 _abandon(self._sessions.pop(dead))
@@ -357,6 +358,17 @@ class OpenAICompatible:
             f"{self._call_secrets(ctx).mask(str(exc))}",
             target=self.name,
         )
+
+
+def _import_aiohttp() -> None:
+    """Load aiohttp as the first connection pool opens, not when relaykit is imported.
+
+    Importing it costs a tenth of a second (it builds its SSL contexts then), which a program
+    that imports relaykit and never calls a provider over HTTP should not pay. Every other use
+    of the name in this module runs after a pool was opened.
+    """
+    global aiohttp
+    import aiohttp
 
 
 def _abandon(session: aiohttp.ClientSession) -> None:

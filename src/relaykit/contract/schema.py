@@ -6,8 +6,8 @@ Every model allows extra fields, so whatever a provider adds (``reasoning_conten
 JSON apart from its null fields: nothing relaykit adds shows up as if the provider had sent it.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: pydantic would then evaluate every field's
+# annotation from its text at import, the larger part of what defining these models costs.
 import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
@@ -58,9 +58,13 @@ __all__ = [
 
 
 class _Wire(BaseModel):
-    """Base of every wire model: unknown fields are kept, never dropped or rejected."""
+    """Base of every wire model: unknown fields are kept, never dropped or rejected.
 
-    model_config = ConfigDict(extra="allow")
+    Each model's validator is built when first used (the first request or answer), not when
+    relaykit is imported: a program pays only for the models it touches.
+    """
+
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 # --- request: messages and content parts -------------------------------------------------------
@@ -182,7 +186,9 @@ class JSONSchemaFormat(_Wire):
     description: str | None = None
     strict: bool | None = None
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(
+        extra="allow", populate_by_name=True, serialize_by_alias=True, defer_build=True
+    )
 
 
 class ResponseFormat(_Wire):
@@ -203,7 +209,7 @@ class ChatRequest(_Wire):
     relaykit from the method the caller used (``acomplete`` or ``astream``), not by the caller.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
     messages: list[Message] = Field(min_length=1)
     model: str | None = None

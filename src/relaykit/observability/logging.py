@@ -44,10 +44,7 @@ from __future__ import annotations
 
 import logging as _stdlib_logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
-
-import structlog
-from structlog.typing import BindableLogger
+from typing import TYPE_CHECKING, Any
 
 from relaykit._support.secrets import mask_shapes
 from relaykit._support.thirdparty import is_lazy_proxy, proxy_caches_logger
@@ -75,6 +72,9 @@ from relaykit.contract.outcome import completed_event, served
 from relaykit.contract.pipeline import CallContext, Handler, Response
 from relaykit.contract.schema import ChatCompletion, ChatRequest
 from relaykit.contract.stream import ChatStream
+
+if TYPE_CHECKING:
+    from structlog.typing import BindableLogger
 
 __all__ = ["Logging"]
 
@@ -118,7 +118,10 @@ class Logging:
         self.level = level.lower()
         self.content = content
         self.verbose = verbose
+        import structlog  # here, not at import: a Relay without Logging never loads it
+
         self.logger: Any = logger if logger is not None else structlog.get_logger("relaykit")
+        self._structlog_config = structlog.get_config
         self._levelno = _LEVELS[self.level]
         # A lazy proxy (what structlog.get_logger returns) assembles a new logger on every call,
         # which costs more than the level check it would serve. Assemble it once and again only
@@ -199,7 +202,7 @@ class Logging:
         return self._bound if check is None or check(levelno) else None
 
     def _follow_configuration(self, proxy: Any) -> None:
-        config = structlog.get_config()
+        config = self._structlog_config()
         key = (
             config["processors"],
             config["wrapper_class"],
