@@ -34,6 +34,7 @@ from relaykit import (
     StreamInterruptedError,
     SystemClock,
 )
+from relaykit.contract.pipeline import CallOptions, TimeBounds
 from relaykit.facade.loop_thread import LoopThread
 from relaykit.testing import FakeProvider, Reply
 
@@ -253,7 +254,9 @@ async def test_headers_carry_the_bearer_key_and_extra_headers(
 ) -> None:
     client = backend(provider, headers={"X-Org": "acme"})
 
-    await client.acomplete(request(), context(extra_headers={"X-Request-Id": "r-1"}))
+    await client.acomplete(
+        request(), context(options=CallOptions(extra_headers={"X-Request-Id": "r-1"}))
+    )
     await client.astream(request(True), context())
 
     plain, streamed = provider.requests
@@ -446,7 +449,7 @@ async def test_a_call_past_its_deadline_is_not_sent(
 
     with pytest.raises(ProviderTimeout, match="deadline"):
         await backend(provider).acomplete(
-            request(), CallContext(clock=clock, deadline=clock.now() - 1)
+            request(), CallContext(clock=clock, bounds=TimeBounds(deadline=clock.now() - 1))
         )
 
     assert provider.request_count == 0

@@ -360,8 +360,10 @@ async def test_validate_on_a_stream_says_which_methods_take_it() -> None:
 
 def test_a_calls_headers_never_show_in_the_context_repr() -> None:
     from relaykit import CallContext, SystemClock
+    from relaykit.contract.pipeline import CallOptions
 
-    ctx = CallContext(SystemClock())
-    ctx.extra_headers = {"x-api-key": "rk-live-7f3a9c1e5b2d4f60"}
+    ctx = CallContext(
+        SystemClock(), options=CallOptions(extra_headers={"x-api-key": "rk-live-7f3a9c1e5b2d4f60"})
+    )
 
     assert "rk-live-7f3a9c1e5b2d4f60" not in repr(ctx)

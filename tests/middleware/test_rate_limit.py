@@ -171,7 +171,7 @@ async def test_a_wait_never_crosses_the_calls_deadline() -> None:
     async def deadline_in_half_a_second(
         request: ChatRequest, ctx: CallContext, call_next: Handler
     ) -> Response:
-        ctx.deadline = ctx.clock.now() + 0.5
+        ctx.bounds = ctx.bounds.within(deadline=ctx.clock.now() + 0.5)
         return await call_next(request, ctx)
 
     clock = FakeClock()
@@ -192,7 +192,7 @@ async def test_a_wait_within_the_deadline_goes_ahead() -> None:
     async def deadline_in_two_seconds(
         request: ChatRequest, ctx: CallContext, call_next: Handler
     ) -> Response:
-        ctx.deadline = ctx.clock.now() + 2
+        ctx.bounds = ctx.bounds.within(deadline=ctx.clock.now() + 2)
         return await call_next(request, ctx)
 
     clock = FakeClock()

@@ -40,7 +40,7 @@ def relay_for(provider: FakeProvider, *middleware: Middleware, clock: FakeClock)
 
 def deadline_in(seconds: float) -> Middleware:
     async def deadline(request: ChatRequest, ctx: CallContext, call_next: Handler) -> Response:
-        ctx.deadline = ctx.clock.now() + seconds
+        ctx.bounds = ctx.bounds.within(deadline=ctx.clock.now() + seconds)
         return await call_next(request, ctx)
 
     return deadline

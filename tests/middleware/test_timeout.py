@@ -90,7 +90,7 @@ def recorder(seen: list[CallContext | tuple[Any, ...]]) -> Callable[..., Awaitab
     """A middleware noting the deadline and attempt bounds that the layers inside it see."""
 
     async def record(request: ChatRequest, ctx: CallContext, call_next: Handler) -> Response:
-        seen.append((ctx.remaining(), ctx.attempt_timeout_s, ctx.first_token_timeout_s))
+        seen.append((ctx.remaining(), ctx.bounds.attempt_s, ctx.bounds.first_token_s))
         return await call_next(request, ctx)
 
     return record

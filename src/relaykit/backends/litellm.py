@@ -220,10 +220,10 @@ class LiteLLM:
         }
         if not stream:
             arguments.pop("stream_options", None)
-        if ctx.extra_headers:
+        if ctx.options.extra_headers:
             arguments["extra_headers"] = {
                 **(self._options.get("extra_headers") or {}),
-                **ctx.extra_headers,
+                **ctx.options.extra_headers,
             }
         return arguments
 

@@ -272,7 +272,7 @@ class OpenAICompatible:
         return request_json(request, model, stream=stream, extra=self.extra_body)
 
     def _headers(self, ctx: CallContext, base: dict[str, str]) -> dict[str, str]:
-        return {**base, **ctx.extra_headers} if ctx.extra_headers else base
+        return {**base, **ctx.options.extra_headers} if ctx.options.extra_headers else base
 
     def _budget(self, ctx: CallContext) -> float:
         return time_allowed(ctx, self.timeout, self.name)
@@ -307,9 +307,11 @@ class OpenAICompatible:
 
     def _call_secrets(self, ctx: CallContext) -> Secrets:
         """This backend's credentials and those the call added (``extra_headers``)."""
-        if not ctx.extra_headers:
+        if not ctx.options.extra_headers:
             return self._secrets
-        return self._secrets + Secrets.of(headers=ctx.extra_headers, names=self._secret_names)
+        return self._secrets + Secrets.of(
+            headers=ctx.options.extra_headers, names=self._secret_names
+        )
 
     def _cause(self, exc: BaseException, ctx: CallContext) -> BaseException | None:
         """``exc`` to chain to our error, unless its own text shows a credential (an aiohttp

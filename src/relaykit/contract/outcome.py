@@ -49,6 +49,6 @@ def completed_event(
         usage=completion.usage,
         cached=info.cached,
         stream=stream,
-        tenant=ctx.tenant,
+        tenant=ctx.options.tenant,
         relay=info,
     )

@@ -19,7 +19,18 @@ from relaykit.contract.pricing import Price
 from relaykit.contract.schema import ChatCompletion, ChatRequest
 from relaykit.contract.stream import ChatStream
 
-__all__ = ["CacheMode", "CallContext", "Handler", "Middleware", "Response", "compose"]
+__all__ = [
+    "NO_BOUNDS",
+    "PLAIN_CALL",
+    "CacheMode",
+    "CallContext",
+    "CallOptions",
+    "Handler",
+    "Middleware",
+    "Response",
+    "TimeBounds",
+    "compose",
+]
 
 Response: TypeAlias = ChatCompletion | ChatStream
 Handler: TypeAlias = Callable[[ChatRequest, "CallContext"], Awaitable[Response]]
@@ -29,13 +40,126 @@ CacheMode: TypeAlias = Literal["use", "bypass", "refresh", "only"]
 _log = logging.getLogger("relaykit")
 
 
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    """What the caller asked of this one call besides the request: fixed for the whole call.
+
+    ``tenant`` keys the cache and per-tenant rate limits; ``cache``, ``cache_ttl_s`` and
+    ``cache_max_age_s`` steer the Cache; ``extra_headers`` go upstream with every attempt;
+    ``validate`` may reject an answer (``BadResponseError``), which then counts as a failed
+    attempt, so Retry and Fallback take over.
+    """
+
+    tenant: str | None = None
+    cache: CacheMode = "use"
+    cache_ttl_s: float | None = None
+    cache_max_age_s: float | None = None
+    # Left out of the repr: a call's headers may carry a key (relaykit._support.secrets).
+    extra_headers: Mapping[str, str] | None = field(default=None, repr=False)
+    validate: Callable[[ChatCompletion], None] | None = None
+
+
+PLAIN_CALL = CallOptions()
+"""The options of a call that gave none, shared by every such call."""
+
+
+class TimeBounds:
+    """How long the upstream requests inside the Timeouts around them may take.
+
+    A value nobody changes: a Timeout puts tighter bounds on ``ctx.bounds`` for the layers
+    inside it and the bounds it found back on its way out; a Fallback that continues a broken
+    stream later puts back the bounds that stream's attempt had. Saving and restoring is one
+    reference, whoever does it, and the attempt reads the bounds where it is made.
+
+    ``deadline`` is absolute, in ``clock.now()`` seconds (``Timeout(total_s=...)``);
+    ``attempt_s`` bounds each upstream request (for a stream: until its commit point),
+    ``first_token_s`` a stream's first chunk, ``idle_s`` the silence between two chunks of an
+    attempt's stream. None is unbounded, and costs nothing.
+    """
+
+    __slots__ = ("attempt_s", "deadline", "first_token_s", "idle_s", "limits_attempts")
+
+    def __init__(
+        self,
+        deadline: float | None = None,
+        attempt_s: float | None = None,
+        first_token_s: float | None = None,
+        idle_s: float | None = None,
+    ) -> None:
+        self.deadline = deadline
+        self.attempt_s = attempt_s
+        self.first_token_s = first_token_s
+        self.idle_s = idle_s
+        # Read by every attempt: without one of these, no timeout scope is entered at all.
+        self.limits_attempts = attempt_s is not None or first_token_s is not None
+
+    def within(
+        self,
+        *,
+        deadline: float | None = None,
+        attempt_s: float | None = None,
+        first_token_s: float | None = None,
+        idle_s: float | None = None,
+    ) -> TimeBounds:
+        """These bounds tightened by the ones given (a bound only ever gets shorter); the same
+        object when none is tighter."""
+        new_deadline = _shorter(self.deadline, deadline)
+        new_attempt = _shorter(self.attempt_s, attempt_s)
+        new_first = _shorter(self.first_token_s, first_token_s)
+        new_idle = _shorter(self.idle_s, idle_s)
+        if (
+            new_deadline is self.deadline
+            and new_attempt is self.attempt_s
+            and new_first is self.first_token_s
+            and new_idle is self.idle_s
+        ):
+            return self
+        return TimeBounds(new_deadline, new_attempt, new_first, new_idle)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TimeBounds):
+            return NotImplemented
+        return (self.deadline, self.attempt_s, self.first_token_s, self.idle_s) == (
+            other.deadline,
+            other.attempt_s,
+            other.first_token_s,
+            other.idle_s,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.deadline, self.attempt_s, self.first_token_s, self.idle_s))
+
+    def __repr__(self) -> str:
+        given = [
+            f"{name}={value!r}"
+            for name in ("deadline", "attempt_s", "first_token_s", "idle_s")
+            if (value := getattr(self, name)) is not None
+        ]
+        return f"TimeBounds({', '.join(given)})"
+
+
+NO_BOUNDS = TimeBounds()
+"""The bounds of a call no Timeout has bounded."""
+
+
+def _shorter(bound: float | None, other: float | None) -> float | None:
+    if other is None:
+        return bound
+    return other if bound is None or other < bound else bound
+
+
 @dataclass(slots=True, eq=False)
 class CallContext:
-    """Everything about one call that is not the request itself.
+    """Everything about one call that is not the request itself, by purpose.
 
-    ``deadline`` is absolute, in ``clock.now()`` seconds; every layer that waits (backoff,
-    HTTP, rate-limit queues) stays inside it. ``attempt`` counts upstream requests made so far;
-    ``target`` names the target that answered, once one has.
+    - what the call runs with, set by the Relay: ``clock``, ``started`` (``clock.now()`` when
+      the call began), the ``listeners`` and the event kinds they want (``observed``);
+    - ``options``: the caller's per-call options (``CallOptions``), fixed for the call;
+    - ``bounds``: the time bounds (``TimeBounds``) the Timeouts around a layer set;
+    - the record of what happened, which the layers write as the call goes: ``attempt``
+      (upstream requests made so far), ``target`` (the target being tried, then the one that
+      answered), ``price`` (that target's), ``failures``, ``targets_left``,
+      ``continued_from`` and ``route``.
     """
 
     clock: Clock
@@ -43,29 +167,15 @@ class CallContext:
     listeners: Sequence[Listener] = ()
     # The event kinds some listener wants; emit sites build an event only when its kind is here.
     observed: frozenset[type[Event]] = frozenset()
-    deadline: float | None = None
-    tenant: str | None = None
-    cache: CacheMode = "use"
-    cache_ttl_s: float | None = None
-    cache_max_age_s: float | None = None
-    # Left out of the repr: a call's headers may carry a key (relaykit._support.secrets).
-    extra_headers: Mapping[str, str] | None = field(default=None, repr=False)
+    options: CallOptions = PLAIN_CALL
+    bounds: TimeBounds = NO_BOUNDS
+    # --- the record of what happened
     attempt: int = 0
     target: str | None = None
     failures: list[Attempt] = field(default_factory=list)
-    # Set by Timeout for the layers inside it; the target's upstream request reads them. None
-    # means unbounded (and costs nothing). first_token_timeout_s is only set for streams.
-    attempt_timeout_s: float | None = None
-    first_token_timeout_s: float | None = None
-    # The longest silence between two chunks of an attempt's stream, watched on that attempt's
-    # own stream, so a stall breaks the attempt and a continuing Fallback can finish it.
-    idle_timeout_s: float | None = None
     # Set by Fallback while a target is tried: how many targets come after it in the chain.
     # A Retry inside that target does not retry a timeout while another target can answer.
     targets_left: int = 0
-    # Raises BadResponseError for an answer the caller cannot use (e.g. structured output that
-    # does not validate); the attempt then counts as failed, so Retry and Fallback take over.
-    validate: Callable[[ChatCompletion], None] | None = None
     # Set by Fallback(continue_streams=True) when the stream broke and another target finished
     # it: the targets whose streams broke, in order. The answer joins two generations, so the
     # Cache does not store it, and RelayInfo says who wrote it.
@@ -100,7 +210,8 @@ class CallContext:
 
     def remaining(self) -> float | None:
         """Seconds left before the deadline (may be negative), or None when there is none."""
-        return None if self.deadline is None else self.deadline - self.clock.now()
+        deadline = self.bounds.deadline
+        return None if deadline is None else deadline - self.clock.now()
 
 
 def compose(middleware: Sequence[Middleware], handler: Handler) -> Handler:

@@ -10,7 +10,14 @@ from relaykit._support.checks import layer_list, whole_number
 from relaykit.contract.backend import Backend
 from relaykit.contract.errors import Attempt, ProviderTimeout, RelayError, RouteStep
 from relaykit.contract.events import AttemptFailed, AttemptStarted, AttemptSucceeded
-from relaykit.contract.pipeline import CallContext, Handler, Middleware, Response, compose
+from relaykit.contract.pipeline import (
+    CallContext,
+    Handler,
+    Middleware,
+    Response,
+    TimeBounds,
+    compose,
+)
 from relaykit.contract.pricing import HasPrice, Price, ceiling
 from relaykit.contract.schema import ChatCompletion, ChatCompletionChunk, ChatRequest
 from relaykit.contract.stream import ChatStream
@@ -260,17 +267,18 @@ def _upstream(backend: Backend, name: str) -> Handler:
         if AttemptStarted in ctx.observed:
             ctx.emit(AttemptStarted(name, attempt, backend.model or request.model))
         try:
-            # Only a Timeout sets these; without one, no timeout scope is entered at all.
-            if ctx.attempt_timeout_s is not None or ctx.first_token_timeout_s is not None:
-                result: Response = await _ask_in_time(backend, request, ctx, name)
+            bounds = ctx.bounds
+            if bounds.limits_attempts:  # without a Timeout, no timeout scope is entered at all
+                result: Response = await _ask_in_time(backend, request, ctx, bounds, name)
             elif request.stream:
                 stream = await backend.astream(request, ctx)
                 stream.target = name
                 result = stream
             else:
                 result = await backend.acomplete(request, ctx)
-            if ctx.validate is not None and isinstance(result, ChatCompletion):
-                ctx.validate(result)
+            validate = ctx.options.validate
+            if validate is not None and isinstance(result, ChatCompletion):
+                validate(result)
         except RelayError as exc:
             exc.target = name
             latency_s = ctx.clock.now() - started
@@ -280,7 +288,7 @@ def _upstream(backend: Backend, name: str) -> Handler:
             raise
         if AttemptSucceeded in ctx.observed:
             ctx.emit(AttemptSucceeded(name, attempt, ctx.clock.now() - started))
-        idle_s = ctx.idle_timeout_s
+        idle_s = bounds.idle_s
         if idle_s is not None and isinstance(result, ChatStream):
             # Watched here, on the attempt's own stream, so a stall breaks this attempt: the
             # layers outside (a breaker, a continuing Fallback) see it break, wherever the
@@ -314,13 +322,13 @@ async def _idle_watched(
 
 
 async def _ask_in_time(
-    backend: Backend, request: ChatRequest, ctx: CallContext, name: str
+    backend: Backend, request: ChatRequest, ctx: CallContext, bounds: TimeBounds, name: str
 ) -> Response:
     """One upstream request within the attempt timeout (for a stream: until its commit point),
     the first-token timeout and the call's deadline, whichever ends first."""
-    limit = ctx.attempt_timeout_s
+    limit = bounds.attempt_s
     bound = "attempt_s"
-    first = ctx.first_token_timeout_s if request.stream else None
+    first = bounds.first_token_s if request.stream else None
     if first is not None and (limit is None or first < limit):
         limit, bound = first, "first_token_s"
     remaining = ctx.remaining()

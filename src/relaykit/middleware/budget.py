@@ -141,7 +141,7 @@ class Budget:
                 "give the target Target(price=Price(...))",
                 target=ctx.target,
             )
-        tenant = ctx.tenant if self.per == "tenant" else None
+        tenant = ctx.options.tenant if self.per == "tenant" else None
         window = self._current_window()
         key = f"budget:{self.name}:{_ALL_TENANTS if tenant is None else tenant}:{window.label}"
         prompt = estimate_prompt_tokens(request)

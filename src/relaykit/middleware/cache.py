@@ -168,10 +168,10 @@ class Cache:
     async def __call__(
         self, request: ChatRequest, ctx: CallContext, call_next: Handler
     ) -> Response:
-        mode = ctx.cache
+        mode = ctx.options.cache
         if mode == "bypass":
             return await call_next(request, ctx)
-        key = self.key(request, ctx.tenant)
+        key = self.key(request, ctx.options.tenant)
         if key is None:
             return await call_next(request, ctx)
         if mode == "refresh":
@@ -182,7 +182,7 @@ class Cache:
         if self._health is not None:
             report_health(self._health, ctx)
         if cached is not None and (
-            ctx.cache_max_age_s is None or cached.age_s <= ctx.cache_max_age_s
+            ctx.options.cache_max_age_s is None or cached.age_s <= ctx.options.cache_max_age_s
         ):
             if CacheHit in ctx.observed:
                 ctx.emit(CacheHit(key, cached.age_s))
@@ -190,7 +190,7 @@ class Cache:
         if mode == "only":
             if CacheMiss in ctx.observed:
                 ctx.emit(CacheMiss(key))
-            raise CacheMissError(self._only_miss(cached is not None, ctx.cache_max_age_s))
+            raise CacheMissError(self._only_miss(cached is not None, ctx.options.cache_max_age_s))
         return await self._miss(request, ctx, call_next, key)
 
     async def _miss(
@@ -248,7 +248,7 @@ class Cache:
             self._land(key, flight, None)
             self._end_shared_flight(key, flight)
             raise
-        ttl_s = ctx.cache_ttl_s if ctx.cache_ttl_s is not None else self.ttl_s
+        ttl_s = ctx.options.cache_ttl_s if ctx.options.cache_ttl_s is not None else self.ttl_s
         if isinstance(result, ChatStream):
             # Past its first chunk a stream is the caller's: it may stop reading at any moment
             # and keep the stream (even in the task that asks the same question next), so no

@@ -50,7 +50,7 @@ class RateLimit:
     sends nothing, and the default ``Fallback`` moves on to the next target. A call whose
     estimate exceeds ``tpm`` on its own can never pass and fails at once.
 
-    State is keyed by target (and by ``ctx.tenant`` when ``per_tenant=True``) and lives in
+    State is keyed by target (and by ``ctx.options.tenant`` when ``per_tenant=True``) and lives in
     ``store``: an in-process ``MemoryRateLimitStore`` owned by this instance unless a shared
     one is given. Keys are ``rate:{target}:requests`` and ``rate:{target}:tokens``, with
     ``:tenant:{tenant}`` after the target when per tenant.
@@ -165,7 +165,7 @@ class RateLimit:
     async def __call__(
         self, request: ChatRequest, ctx: CallContext, call_next: Handler
     ) -> Response:
-        tenant = ctx.tenant if self.per_tenant else None
+        tenant = ctx.options.tenant if self.per_tenant else None
         target = ctx.target or _NO_TARGET
         buckets = self._buckets.get((target, tenant)) or self._make_buckets(target, tenant)
         estimate = 0
@@ -225,7 +225,7 @@ class RateLimit:
         """The error a call to ``target`` would get now, if this process saw its limit refuse
         a call moments ago and the slot it named has not come yet
         (``relaykit.contract.capabilities.AdmitsCalls``); None when the call may try."""
-        key = (target, ctx.tenant if self.per_tenant else None)
+        key = (target, ctx.options.tenant if self.per_tenant else None)
         full = self._full_until.get(key)
         if full is None:
             return None

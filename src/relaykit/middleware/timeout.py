@@ -3,9 +3,10 @@
 Every bound is measured on ``ctx.clock``, so ``FakeClock`` tests them without waiting. The four
 bounds work at different places:
 
-- ``total_s`` sets ``ctx.deadline``, which every inner layer already respects (backoff sleeps,
-  HTTP timeouts, rate-limit waits), and cancels whatever is still running when it passes.
-- ``attempt_s``, ``first_token_s`` and ``idle_s`` are left on the context for the target's
+- ``total_s`` sets the deadline of ``ctx.bounds``, which every inner layer already respects
+  (backoff sleeps, HTTP timeouts, rate-limit waits), and cancels whatever is still running when
+  it passes.
+- ``attempt_s``, ``first_token_s`` and ``idle_s`` are left in ``ctx.bounds`` for the target's
   upstream request, which bounds itself by them; so each attempt gets its own budget, however
   many a Retry or a Fallback inside this Timeout makes, and a stall breaks the attempt's own
   stream: ``Fallback(continue_streams=True)`` continues it on the next target whether this
@@ -85,30 +86,26 @@ class Timeout:
     async def __call__(
         self, request: ChatRequest, ctx: CallContext, call_next: Handler
     ) -> Response:
-        outer_deadline = ctx.deadline
+        outer = ctx.bounds
         outer_target = ctx.target
-        outer_attempt = ctx.attempt_timeout_s
-        outer_first = ctx.first_token_timeout_s
-        outer_idle = ctx.idle_timeout_s
-        idle = self.idle_s
-        if idle is not None and request.stream and (outer_idle is None or idle < outer_idle):
-            ctx.idle_timeout_s = idle
-        if self.attempt_s is not None and (outer_attempt is None or self.attempt_s < outer_attempt):
-            ctx.attempt_timeout_s = self.attempt_s
-        first = self.first_token_s
-        if first is not None and request.stream and (outer_first is None or first < outer_first):
-            ctx.first_token_timeout_s = first
+        stream = request.stream
         deadline: float | None = None
         own = True  # whether this Timeout's total_s, not an outer deadline, is the binding one
+        if self.total_s is not None:
+            now = ctx.clock.now()
+            deadline = now + self.total_s
+            if outer.deadline is not None and outer.deadline < deadline:
+                deadline, own = outer.deadline, False
+        ctx.bounds = outer.within(
+            deadline=deadline,
+            attempt_s=self.attempt_s,
+            first_token_s=self.first_token_s if stream else None,
+            idle_s=self.idle_s if stream else None,
+        )
         try:
-            if self.total_s is None:
+            if deadline is None:
                 result = await call_next(request, ctx)
             else:
-                now = ctx.clock.now()
-                deadline = now + self.total_s
-                if outer_deadline is not None and outer_deadline < deadline:
-                    deadline, own = outer_deadline, False
-                ctx.deadline = deadline
                 try:
                     async with ctx.clock.timeout(deadline - now):
                         result = await call_next(request, ctx)
@@ -125,10 +122,7 @@ class Timeout:
         finally:
             # Lifted on the way out: the next target, or the next try of an outer Retry, starts
             # from the bounds outside this Timeout.
-            ctx.deadline = outer_deadline
-            ctx.attempt_timeout_s = outer_attempt
-            ctx.first_token_timeout_s = outer_first
-            ctx.idle_timeout_s = outer_idle
+            ctx.bounds = outer
         if isinstance(result, ChatStream) and deadline is not None:
             return await self._watch(result, ctx, deadline, own)
         return result

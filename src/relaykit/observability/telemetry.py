@@ -245,8 +245,8 @@ class OpenTelemetry:
         }
         if target is not None:
             attributes["relaykit.target"] = target
-        if ctx.tenant is not None:
-            attributes["relaykit.tenant"] = ctx.tenant
+        if ctx.options.tenant is not None:
+            attributes["relaykit.tenant"] = ctx.options.tenant
         if self.capture_content:
             attributes["gen_ai.input.messages"] = input_messages(request)
         return attributes

@@ -13,7 +13,6 @@ break is raised with a note saying what was tried; the caller's stream turns it 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import TypeAlias
 
 from relaykit.contract.errors import (
@@ -25,14 +24,14 @@ from relaykit.contract.errors import (
     RouteStep,
     StreamInterruptedError,
 )
-from relaykit.contract.pipeline import CallContext
+from relaykit.contract.pipeline import CallContext, TimeBounds
 from relaykit.contract.schema import ChatCompletionChunk, ChatRequest
 from relaykit.contract.stream import ChatStream, commits
 from relaykit.contract.target import BoundTarget
 from relaykit.strategies._route import skipped
 from relaykit.strategies._splice import Splice, continuation_request, separator
 
-__all__ = ["Announcer", "Bounds", "continued"]
+__all__ = ["Announcer", "continued"]
 
 Announcer: TypeAlias = Callable[
     [tuple[BoundTarget, ...], int, CallContext, RelayError, "int | None"], None
@@ -46,7 +45,7 @@ async def continued(
     request: ChatRequest,
     ctx: CallContext,
     stream: ChatStream,
-    bounds: Bounds,
+    bounds: TimeBounds,
     announce: Announcer,
 ) -> AsyncIterator[ChatCompletionChunk]:
     """``stream``, continued on the next targets whenever it breaks, as one stream."""
@@ -98,7 +97,7 @@ async def _continuation(
     request: ChatRequest,
     ctx: CallContext,
     partial: str,
-    bounds: Bounds,
+    bounds: TimeBounds,
     refuses_prefill: set[str],
 ) -> tuple[ChatStream, int, list[ChatCompletionChunk]] | str:
     """A target's continuation of ``partial`` with its opening joined on, or why none.
@@ -113,8 +112,9 @@ async def _continuation(
         if skipped(target, ctx, None):
             continue
         started = ctx.clock.now()
-        lifted = Bounds.of(ctx)
-        bounds.apply(ctx)
+        # Asked after the Timeouts around the Fallback returned: it gets the bounds the broken
+        # stream's attempt had, and the context its own back after.
+        lifted, ctx.bounds = ctx.bounds, bounds
         try:
             stream, prefilled = await _ask_to_continue(
                 target, request, ctx, partial, refuses_prefill
@@ -124,7 +124,7 @@ async def _continuation(
             why.append(f"{target.name!r} failed: {exc.message}")
             continue
         finally:
-            lifted.apply(ctx)
+            ctx.bounds = lifted
         try:
             opening = await _opening(stream, splice, None if prefilled else partial)
         except StreamInterruptedError as exc:
@@ -227,28 +227,6 @@ def _trimmed(chunks: list[ChatCompletionChunk], drop: int, gap: str) -> list[Cha
 
 def _with_id(chunk: ChatCompletionChunk, stream_id: str) -> ChatCompletionChunk:
     return chunk if chunk.id == stream_id else chunk.model_copy(update={"id": stream_id})
-
-
-@dataclass(frozen=True, slots=True)
-class Bounds:
-    """The time bounds a Timeout puts on the context for the attempts inside it."""
-
-    deadline: float | None
-    attempt_timeout_s: float | None
-    first_token_timeout_s: float | None
-    idle_timeout_s: float | None
-
-    @classmethod
-    def of(cls, ctx: CallContext) -> Bounds:
-        return cls(
-            ctx.deadline, ctx.attempt_timeout_s, ctx.first_token_timeout_s, ctx.idle_timeout_s
-        )
-
-    def apply(self, ctx: CallContext) -> None:
-        ctx.deadline = self.deadline
-        ctx.attempt_timeout_s = self.attempt_timeout_s
-        ctx.first_token_timeout_s = self.first_token_timeout_s
-        ctx.idle_timeout_s = self.idle_timeout_s
 
 
 def _collect(chunk: ChatCompletionChunk, text: list[str]) -> bool:

@@ -37,7 +37,7 @@ from relaykit.contract.pipeline import CallContext, Handler, Response
 from relaykit.contract.schema import ChatCompletion, ChatRequest
 from relaykit.contract.stream import ChatStream
 from relaykit.contract.target import BoundTarget
-from relaykit.strategies._continuation import Bounds, continued
+from relaykit.strategies._continuation import continued
 from relaykit.strategies._route import (
     give_up,
     moves_on,
@@ -138,7 +138,7 @@ class Fallback:
             if self.continue_streams and isinstance(result, ChatStream):
                 # A continuation is asked for after the layers outside (a Timeout) have lifted
                 # their bounds: it gets the ones the attempts before it had.
-                rest = continued(chain, index, request, ctx, result, Bounds.of(ctx), self._announce)
+                rest = continued(chain, index, request, ctx, result, ctx.bounds, self._announce)
                 return await ChatStream.through(result, rest)
             return result
 
