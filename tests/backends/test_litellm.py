@@ -36,6 +36,7 @@ from relaykit import (
     SystemClock,
 )
 from relaykit.backends import LiteLLM
+from relaykit.contract.pipeline import CallOptions, TimeBounds
 from relaykit.testing import FakeClock, FakeProvider, Reply
 
 SECRET = "sk-litellm-secret-0123456789abcdef"
@@ -139,7 +140,7 @@ async def test_request_fields_and_extra_headers_reach_the_provider(
 
     await backend.acomplete(
         request(seed=7, logprobs=True, top_logprobs=2, session_id="s-9"),
-        context(extra_headers={"X-Request-Id": "req-1"}),
+        context(options=CallOptions(extra_headers={"X-Request-Id": "req-1"})),
     )
 
     sent = provider.requests[0]
@@ -369,7 +370,7 @@ async def test_a_call_past_its_deadline_is_not_sent(
     provider: FakeProvider, litellm_backend: Factory
 ) -> None:
     clock = FakeClock()
-    ctx = CallContext(clock=clock, deadline=clock.now() - 1)
+    ctx = CallContext(clock=clock, bounds=TimeBounds(deadline=clock.now() - 1))
 
     with pytest.raises(ProviderTimeout, match="deadline had already passed"):
         await litellm_backend(provider).acomplete(request(), ctx)
